@@ -1,0 +1,58 @@
+# The two commands: `make book` and `make test`. Both create .venv when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# plotly >= 6 emits only its own mimetype, which the book's renderer drops: ask for HTML with
+# plotly.js inlined (offline). Colab leaves this unset and keeps its own renderer.
+export PLOTLY_RENDERER := notebook
+# Offline JavaScript for the rendered pages (MathJax, require.js, the widget manager):
+# npm tarballs at pinned versions, unpacked into _vendor/ (ignored by git).
+MATHJAX := mathjax@3.2.2
+REQUIREJS := requirejs@2.3.7
+HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
+
+.PHONY: book test unit notebooks pages venv vendor clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# pip warns once per package about the machine's empty local index folders: hide those lines
+	$(BIN)/python -m pip install --quiet -r requirements.txt 2>&1 | grep -v "^WARNING: Location 'file:" ; test $${PIPESTATUS[0]} -eq 0
+	@touch $@
+
+vendor: _vendor/.stamp
+
+_vendor/.stamp: Makefile
+	rm -rf _vendor .vendor-tmp && mkdir -p _vendor/mathjax _vendor/require _vendor/html-manager .vendor-tmp
+	cd .vendor-tmp && npm pack --silent $(MATHJAX) $(REQUIREJS) $(HTML_MANAGER) >/dev/null
+	cd .vendor-tmp && for f in *.tgz; do mkdir -p "$${f%.tgz}" && tar xzf "$$f" -C "$${f%.tgz}"; done
+	cp .vendor-tmp/mathjax-*/package/es5/tex-svg-full.js _vendor/mathjax/
+	cp .vendor-tmp/requirejs-*/package/require.js _vendor/require/
+	cp .vendor-tmp/jupyter-widgets-html-manager-*/package/dist/embed-amd.js _vendor/html-manager/
+	cp .vendor-tmp/jupyter-widgets-html-manager-*/package/dist/*.{woff,woff2,ttf,eot,svg} _vendor/html-manager/
+	rm -rf .vendor-tmp
+	@touch $@
+
+# Executes every notebook that changed since the last build (jupyter-cache) and renders HTML
+# into _build/html. Any warning, cell error or failed claim fails the build.
+# jupyter-cache keys on a notebook's own text only; when skiplab's source changes, every cached
+# execution may be stale (a claim could now fail), so the cache is dropped.
+book: venv vendor
+	@mkdir -p _build
+	@hash=$$(find src -name '*.py' -print0 | sort -z | xargs -0 sha1sum | sha1sum | cut -c1-40); \
+	if [ "$$(cat _build/.skiplab-source 2>/dev/null)" != "$$hash" ]; then \
+		rm -rf _build/.jupyter_cache; echo "$$hash" > _build/.skiplab-source; fi
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+# Unit tests, every notebook through nbval, the book, and its pages in headless Chromium.
+test: venv vendor
+	$(BIN)/python tools/setup_cell.py --check
+	$(BIN)/python -m pytest tests -m "not browser" -q
+	$(BIN)/python -m pytest --nbval-lax book -q -p no:cacheprovider
+	$(MAKE) book
+	$(BIN)/python -m pytest tests -m browser -q
+
+clean:
+	rm -rf _build _vendor .vendor-tmp

@@ -1,0 +1,71 @@
+"""ipywidgets explorers for a live kernel: controls that recompute, not just re-draw.
+
+In the static book the controls show their saved state only; every figure a reader can
+explore without a kernel has a plotly form in :mod:`skiplab.figures`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .blocks.mlp import ACTIVATIONS, INITS
+from .figures import _colour, _label
+from .models.mlp import ARCHITECTURES, DeepMLP, MLPConfig
+from .probes.gradients import hidden_grad_norms
+from .runtime import seed_everything
+
+__all__ = ["gradient_flow_explorer"]
+
+
+def gradient_flow_explorer(x: torch.Tensor, y: torch.Tensor, *, n_classes: int,
+                           max_depth: int = 100, seed: int = 0):
+    """Pick activation, initialisation, depth and width; see ||dL/dh|| per layer at init.
+
+    Builds fresh plain, plain + BatchNorm and residual MLPs on every change and measures
+    the backward signal on the batch (x, y) in float64.
+
+    Args:
+        x: (B, F) inputs; y: (B,) class indices.
+        n_classes: number of classes of y.
+        max_depth: largest depth the slider offers.
+        seed: initialisation seed, the same for every architecture.
+
+    Returns:
+        An ``ipywidgets.VBox`` to display.
+    """
+    import ipywidgets as widgets
+    import plotly.graph_objects as go
+    from IPython.display import display
+
+    activation = widgets.Dropdown(options=list(ACTIVATIONS), value="sigmoid",
+                                  description="activation")
+    init = widgets.Dropdown(options=[(_label(i), i) for i in INITS], value="xavier",
+                            description="init")
+    depth = widgets.IntSlider(value=30, min=3, max=max_depth, step=1, description="depth",
+                              continuous_update=False)
+    width = widgets.IntSlider(value=64, min=8, max=512, step=8, description="width",
+                              continuous_update=False)
+    out = widgets.Output()
+    xs, ys = x.double().flatten(1), y
+
+    def redraw(*_):
+        fig = go.Figure()
+        for n, arch in enumerate(ARCHITECTURES):
+            seed_everything(seed)
+            config = MLPConfig(xs.shape[1], n_classes, depth=depth.value, width=width.value,
+                               activation=activation.value, init=init.value,
+                               architecture=arch)
+            model = DeepMLP(config).to(xs.device).double()
+            norms = hidden_grad_norms(model, xs, ys).numpy()
+            fig.add_trace(go.Scatter(y=norms, x=list(range(1, len(norms) + 1)),
+                                     name=_label(arch), line={"color": _colour(arch, n)}))
+        fig.update_layout(yaxis_type="log", height=380, xaxis_title="hidden layer",
+                          yaxis_title="||dL/dh||", margin={"t": 30})
+        out.clear_output(wait=True)
+        with out:
+            display(fig)
+
+    for control in (activation, init, depth, width):
+        control.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox([activation, init]), widgets.HBox([depth, width]), out])

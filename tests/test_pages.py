@@ -1,0 +1,169 @@
+"""The rendered book, loaded in real headless Chromium (Debian's /usr/bin/chromium).
+
+Run after `make book`: every page must load with no JavaScript error and no request that
+leaves the machine; every plotly figure must be drawn; math must be typeset; widgets must
+show their saved state; every chapter notebook page must carry its Colab launch link.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = ROOT / "_build" / "html"
+CHROMIUM = os.environ.get("SKIPLAB_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chapter_sources() -> list[Path]:
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for p in toc.get("parts", []) for c in p["chapters"]]
+    found = []
+    for name in files:
+        matches = [ROOT / f"{name}{ext}" for ext in (".ipynb", ".md")
+                   if (ROOT / f"{name}{ext}").exists()]
+        assert matches, f"{name} from _toc.yml has no source"
+        found.append(matches[0])
+    return found
+
+
+PAGES = chapter_sources()
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not (HTML / "index.html").exists():
+        pytest.fail("no _build/html: run `make book` first")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="skiplab-chromium-")
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=ARGS,
+            viewport={"width": 1280, "height": 1600})
+        yield context
+        context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def load(browser, url):
+    """Open url; return the page and the console errors and outside requests it caused."""
+    page = browser.new_page()
+    errors: list[str] = []
+    outside: list[str] = []
+    failed: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def on_request(request):
+        host = urlparse(request.url).hostname
+        if urlparse(request.url).scheme not in ("data", "blob", "about") and host != "127.0.0.1":
+            outside.append(request.url)
+
+    page.on("request", on_request)
+    page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
+    page.on("response", lambda r: failed.append(f"{r.url} ({r.status})") if r.status >= 400
+            else None)
+    page.goto(url, wait_until="load")
+    if page.locator("script[src*='mathjax']").count():  # Sphinx loads it where there is math
+        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                               timeout=20_000)
+        page.evaluate("() => MathJax.startup.promise")
+    page.wait_for_timeout(1500)  # plotly and the widget manager draw after load
+    return page, errors, outside, failed
+
+
+@pytest.mark.parametrize("source", PAGES, ids=lambda p: p.stem)
+def test_page_loads_clean_and_offline(server, browser, source):
+    rel = source.relative_to(ROOT).with_suffix(".html")
+    page, errors, outside, failed = load(browser, f"{server}/{rel.as_posix()}")
+    try:
+        assert not errors, f"console errors: {errors}"
+        assert not outside, f"requests that leave the machine: {outside}"
+        assert not failed, f"failed requests: {failed}"
+
+        figures = page.eval_on_selector_all(
+            ".plotly-graph-div", "divs => divs.map(d => d.querySelectorAll('.main-svg').length)")
+        assert all(n > 0 for n in figures), f"plotly figures without drawn SVG: {figures}"
+
+        # math: typeset into SVG, no raw TeX left in the text (scripts stripped first)
+        text = page.evaluate("""() => { const c = document.querySelector('main').cloneNode(true);
+                                c.querySelectorAll('script, style, .plotly-graph-div')
+                                 .forEach(e => e.remove()); return c.innerText; }""")
+        assert "\\(" not in text and "\\[" not in text, "untypeset math left in the page"
+        if "math" in source.read_text():
+            assert page.locator("mjx-container svg").count() > 0, "no typeset math"
+
+        if source.suffix == ".ipynb":
+            colab = page.locator("a[href*='colab.research.google.com/github/']")
+            assert colab.count() > 0, "no Colab launch link"
+            href = colab.first.get_attribute("href")
+            assert href.endswith(f"/blob/main/{source.relative_to(ROOT).as_posix()}"), href
+            nb = json.loads(source.read_text())
+            if any("plotly" in "".join(c["source"]) for c in nb["cells"]
+                   if c["cell_type"] == "code"):
+                assert figures, "the chapter makes plotly figures, none is on the page"
+            if page.locator("script[type='application/vnd.jupyter.widget-state+json']").count():
+                assert page.locator(".jupyter-widgets").count() > 0, "widgets not rendered"
+    finally:
+        page.close()
+
+
+def test_gradient_flow_figure_controls_work_without_a_kernel(server, browser):
+    page, errors, _, _ = load(browser, f"{server}/book/why/gradient_flow.html")
+    try:
+        page.screenshot(path=str(HTML.parent / "gradient_flow.png"), full_page=False)
+        gd = "document.querySelectorAll('.plotly-graph-div')[0]"
+        visible_before = page.evaluate(f"() => {gd}.data.map(t => t.visible)")
+        # the activation dropdown: open it and pick 'relu', as a reader would
+        page.locator(".plotly-graph-div").first.locator(".updatemenu-header-group").click()
+        page.locator(".plotly-graph-div").first.locator(".updatemenu-dropdown-button",
+                                                        has_text="relu").click()
+        page.wait_for_timeout(500)
+        visible_after = page.evaluate(f"() => {gd}.data.map(t => t.visible)")
+        assert visible_after != visible_before
+        names = page.evaluate(f"() => {gd}.data.filter(t => t.visible).map(t => t.hovertemplate)")
+        assert names and all(", relu," in n for n in names)
+        # the depth slider: run its first step's own action and check the lines got shorter
+        before = page.evaluate(f"() => {gd}._fullData.filter(t => t.visible === true)[0]._length")
+        page.evaluate(f"""() => {{ const s = {gd}.layout.sliders[0].steps[0];
+                                  return Plotly.animate({gd}, s.args[0], s.args[1]); }}""")
+        page.wait_for_timeout(500)
+        after = page.evaluate(f"() => {gd}._fullData.filter(t => t.visible === true)[0]._length")
+        assert after < before
+        assert page.evaluate(f"() => {gd}.data.filter(t => t.visible).length") == len(names)
+        assert not errors, errors
+    finally:
+        page.close()
