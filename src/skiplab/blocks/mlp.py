@@ -109,7 +109,11 @@ class ResidualLinearBlock(nn.Module):
         return self.branch.linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        return self.shortcut(x) + self.branch(x)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        # the sum needs x and the branch's output to have the same shape: say so clearly
         if x.dim() != 2 or x.shape[1] != self.linear.in_features:
             raise ValueError(f"{type(self).__name__} expects (B, {self.linear.in_features}), "
                              f"got {tuple(x.shape)}")
-        return self.shortcut(x) + self.branch(x)

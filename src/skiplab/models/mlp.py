@@ -1,7 +1,8 @@
 """Deep fully connected classifiers: plain, plain with BatchNorm, and residual.
 
-All three share the stem (input -> width) and the linear readout; only the depth - 2 hidden
-blocks differ, so any difference between them comes from the skip or the normalisation.
+All three share the linear readout and differ in the depth - 2 hidden blocks; the stem
+(input -> width) is a plain layer in all three, with BatchNorm in ``plain_bn``. Any
+difference between them comes from the skip or the normalisation.
 """
 
 from __future__ import annotations
