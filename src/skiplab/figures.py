@@ -172,9 +172,10 @@ def history_figure(histories: Mapping[str, History], *, title: str = "",
                                   "yaxis.type": "log" if (is_loss and log_loss) else "linear",
                                   "yaxis.autorange": True}]})
     fig.update_layout(
-        title=title or None, height=420, xaxis_title="step", yaxis_title=metrics[0][1],
-        yaxis_type="log" if log_loss else "linear", margin={"t": 80},
-        updatemenus=[{"type": "dropdown", "buttons": buttons, "x": 0.0, "xanchor": "left",
-                      "y": 1.18, "yanchor": "top"}],
+        title={"text": title or None, "x": 0.0, "xanchor": "left"}, height=440,
+        xaxis_title="step", yaxis_title=metrics[0][1],
+        yaxis_type="log" if log_loss else "linear", margin={"t": 110},
+        updatemenus=[{"type": "dropdown", "buttons": buttons, "x": 1.0, "xanchor": "right",
+                      "y": 1.08, "yanchor": "bottom"}],
     )
     return fig
