@@ -48,7 +48,6 @@ book: venv vendor
 
 # Unit tests, every notebook through nbval, the book, and its pages in headless Chromium.
 test: venv vendor
-	$(BIN)/python tools/setup_cell.py --check
 	$(BIN)/python -m pytest tests -m "not browser" -q
 	$(BIN)/python -m pytest --nbval-lax book -q -p no:cacheprovider
 	$(MAKE) book
