@@ -38,12 +38,13 @@ _vendor/.stamp: Makefile
 # Executes every notebook that changed since the last build (jupyter-cache) and renders HTML
 # into _build/html. Any warning, cell error or failed claim fails the build.
 # jupyter-cache keys on a notebook's own text only; when skiplab's source changes, every cached
-# execution may be stale (a claim could now fail), so the cache is dropped.
+# execution may be stale (a claim could now fail), so the cache and Sphinx's saved environment
+# (which would otherwise skip the unchanged notebook) are dropped.
 book: venv vendor
 	@mkdir -p _build
 	@hash=$$(find src -name '*.py' -print0 | sort -z | xargs -0 sha1sum | sha1sum | cut -c1-40); \
 	if [ "$$(cat _build/.skiplab-source 2>/dev/null)" != "$$hash" ]; then \
-		rm -rf _build/.jupyter_cache; echo "$$hash" > _build/.skiplab-source; fi
+		rm -rf _build/.jupyter_cache _build/.doctrees; echo "$$hash" > _build/.skiplab-source; fi
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 # Unit tests, every notebook through nbval, the book, and its pages in headless Chromium.
