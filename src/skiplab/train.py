@@ -12,10 +12,10 @@ weights an uninterrupted run would have.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,20 @@ class History:
 
     def as_dict(self) -> dict[str, list]:
         return asdict(self)
+
+    def final(self, metric: str = "train_loss", records: int = 2) -> float:
+        """Mean of ``metric`` over the last ``records`` entries: where the run ended.
+
+        Averaging a few records smooths the minibatch noise of a single entry.
+        """
+        values = getattr(self, metric, None)
+        if not isinstance(values, list) or metric == "step":
+            raise ValueError(f"metric={metric!r} is not known; accepted: train_loss, "
+                             "train_acc, test_loss, test_acc")
+        if not values:
+            raise ValueError("the history has no records yet")
+        tail = values[-records:]
+        return float(sum(tail) / len(tail))
 
 
 @torch.no_grad()
@@ -95,6 +109,8 @@ def train(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     on_step: Callable[[int, float], None] | None = None,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    extra_state: Mapping[str, Any] | None = None,
     desc: str = "training",
     show_progress: bool = True,
 ) -> History:
@@ -113,7 +129,15 @@ def train(
         seed: seed of the batch order (default: :func:`skiplab.runtime.get_seed`).
         checkpoint: file to save to every ``checkpoint_every`` steps and at the end, and to
             resume from when it exists.
-        on_step: called as ``on_step(step, loss)`` after each step (step counts from 1).
+        on_step: called as ``on_step(step, loss)`` after each step (step counts from 1);
+            the step's gradients are still in each parameter's ``.grad`` then.
+        augment: called as ``augment(x, generator)`` on each training batch, e.g.
+            :func:`skiplab.data.random_crop_flip`; the generator is seeded from (seed, step),
+            so a resumed run augments exactly as the interrupted one would have.
+        extra_state: ``{name: object}`` with ``state_dict()`` and ``load_state_dict()``,
+            saved in the checkpoint and restored on resume, e.g. a
+            :class:`skiplab.probes.GradientRecorder` passed as ``on_step``, so what it
+            recorded before an interruption is not lost.
         desc: label of the progress bar.
         show_progress: show a tqdm progress bar.
 
@@ -149,6 +173,10 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         start = state["step"]
         running = state["running"]
+        for name, obj in (extra_state or {}).items():
+            if name not in state.get("extra", {}):
+                raise ValueError(f"checkpoint {path} has no saved state for {name!r}")
+            obj.load_state_dict(state["extra"][name])
 
     def save(step: int) -> None:
         if path is None:
@@ -158,6 +186,7 @@ def train(
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "schedule": schedule.state_dict(), "history": history.as_dict(),
             "torch_rng": torch.get_rng_state(), "running": (sum_loss, sum_correct, count),
+            "extra": {name: obj.state_dict() for name, obj in (extra_state or {}).items()},
         }, path)
 
     model.train()
@@ -167,6 +196,9 @@ def train(
                          enabled=show_progress):
         idx = batch_indices(step, n, batch_size, seed).to(device)
         x, y = data.x_train[idx], data.y_train[idx]
+        if augment is not None:
+            generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
+            x = augment(x, generator)
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         opt.zero_grad(set_to_none=True)

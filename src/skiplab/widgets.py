@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .blocks.mlp import ACTIVATIONS, INITS
-from .figures import _colour, _label
+from .figures.base import _colour, _label
 from .models.mlp import ARCHITECTURES, DeepMLP, MLPConfig
 from .probes.gradients import hidden_grad_norms
 from .runtime import seed_everything

@@ -8,8 +8,22 @@ from .mlp import (
     init_linear_,
     make_activation,
 )
+from .residual import (
+    BasicBlock,
+    ConvNorm,
+    PlainBasicBlock,
+    ShortcutA,
+    ShortcutB,
+    make_shortcut,
+)
 
 __all__ = [
+    "BasicBlock",
+    "ConvNorm",
+    "PlainBasicBlock",
+    "ShortcutA",
+    "ShortcutB",
+    "make_shortcut",
     "ACTIVATIONS",
     "INITS",
     "PlainLinearBlock",

@@ -1,54 +1,17 @@
-"""Plotly figure builders. Each returns a ``go.Figure`` and never shows it.
-
-Every control lives in the figure itself (sliders, dropdowns, hover), so the figures stay
-interactive in the book's static HTML, with no kernel behind them.
-"""
+"""Figures of the gradient-flow chapter: per-layer profiles and training curves."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .train import History
+from ..train import History
+from .base import _colour, _label, _log_range
 
-__all__ = ["PALETTE", "history_figure", "layer_profile_figure"]
-
-# Colour per architecture/variant, the same in every chapter (Okabe-Ito, colour-blind safe).
-PALETTE: dict[str, str] = {
-    "plain": "#D55E00",
-    "plain_bn": "#0072B2",
-    "residual": "#009E73",
-}
-_FALLBACK = ["#E69F00", "#56B4E9", "#CC79A7", "#F0E442", "#000000"]
-LABELS: dict[str, str] = {
-    "plain": "plain",
-    "plain_bn": "plain + BatchNorm",
-    "residual": "residual",
-    "normal": "naive N(0, 1)",
-    "xavier": "Xavier/Glorot",
-    "kaiming": "Kaiming/He",
-}
-
-
-def _colour(name: str, index: int) -> str:
-    return PALETTE.get(name, _FALLBACK[index % len(_FALLBACK)])
-
-
-def _label(name: str) -> str:
-    return LABELS.get(name, name)
-
-
-def _log_range(values: np.ndarray) -> list[float]:
-    positive = values[np.isfinite(values) & (values > 0)]
-    if positive.size == 0:
-        return [-1.0, 1.0]
-    low, high = math.log10(positive.min()), math.log10(positive.max())
-    pad = max(0.3, 0.05 * (high - low))
-    return [low - pad, high + pad]
+__all__ = ["history_figure", "layer_profile_figure"]
 
 
 def layer_profile_figure(

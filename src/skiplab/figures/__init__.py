@@ -1,0 +1,28 @@
+"""Plotly figure builders. Each returns a ``go.Figure`` and never shows it.
+
+Every control lives in the figure itself (sliders, dropdowns, hover), so the figures stay
+interactive in the book's static HTML, with no kernel behind them. One module per chapter's
+family of figures; the common names are re-exported here.
+"""
+
+from .base import LABELS, PALETTE
+from .degradation import (
+    depth_curves_figure,
+    final_loss_figure,
+    gradient_heatmap_figure,
+    lesion_figure,
+    path_length_figure,
+)
+from .training import history_figure, layer_profile_figure
+
+__all__ = [
+    "LABELS",
+    "PALETTE",
+    "depth_curves_figure",
+    "final_loss_figure",
+    "gradient_heatmap_figure",
+    "history_figure",
+    "layer_profile_figure",
+    "lesion_figure",
+    "path_length_figure",
+]

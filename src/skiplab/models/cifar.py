@@ -1,0 +1,123 @@
+"""The CIFAR-layout networks of He et al. (2016), section 4.2, and their plain twins.
+
+``depth = 6n + 2`` weight layers: a 3x3 stem convolution, three stages of n basic blocks
+(2n convolutions each) at widths 16/32/64 whose first block halves the spatial size (from
+the second stage on), global average pooling and a linear classifier. The residual net adds
+option-A (parameter-free) shortcuts, so the twins have the same parameters and differ only
+in the skips. ``dims=1`` builds the same net with 1-D convolutions for signals such as
+MNIST-1D.
+
+>>> net = CifarNet(CifarNetConfig(depth=20, residual=True))   # ResNet-20, 0.27M parameters
+>>> net(torch.randn(8, 3, 32, 32)).shape
+torch.Size([8, 10])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..blocks.residual import BasicBlock, ConvNorm, Dims, PlainBasicBlock, ShortcutOption
+
+__all__ = ["CifarNet", "CifarNetConfig", "cifar_depths"]
+
+
+def cifar_depths(max_n: int = 18) -> list[int]:
+    """The valid depths 6n + 2 for n = 1 ... max_n (8, 14, 20, 26, 32, ...)."""
+    return [6 * n + 2 for n in range(1, max_n + 1)]
+
+
+@dataclass(frozen=True)
+class CifarNetConfig:
+    """One CIFAR-layout net. ``depth`` counts weight layers and must be 6n + 2."""
+
+    depth: int = 20
+    residual: bool = True
+    dims: Dims = 2
+    in_channels: int = 3
+    n_classes: int = 10
+    widths: tuple[int, int, int] = (16, 32, 64)
+    shortcut: ShortcutOption = "A"
+    zero_init_last: bool = False
+
+    def __post_init__(self) -> None:
+        if self.depth < 8 or (self.depth - 2) % 6:
+            raise ValueError(f"depth={self.depth} is not of the form 6n + 2 with n >= 1; "
+                             f"valid depths: {', '.join(map(str, cifar_depths(6)))}, ...")
+        if self.dims not in (1, 2):
+            raise ValueError(f"dims={self.dims!r} is not supported; accepted: 1, 2")
+        if len(self.widths) != 3:
+            raise ValueError(f"widths={self.widths} must give the three stages' widths")
+
+    @property
+    def blocks_per_stage(self) -> int:
+        return (self.depth - 2) // 6
+
+    @property
+    def name(self) -> str:
+        return f"{'resnet' if self.residual else 'plain'}-{self.depth}"
+
+
+class CifarNet(nn.Module):
+    """Stem, three stages of basic blocks, global average pool, linear classifier.
+
+    Shapes: (B, in_channels, *S) -> (B, n_classes), S = (H, W) for ``dims=2`` or (L,) for 1.
+    """
+
+    def __init__(self, config: CifarNetConfig):
+        super().__init__()
+        self.config = c = config
+        self.stem = ConvNorm(c.in_channels, c.widths[0], dims=c.dims)
+        stages = []
+        in_channels = c.widths[0]
+        for stage, width in enumerate(c.widths):
+            blocks = []
+            for i in range(c.blocks_per_stage):
+                stride = 2 if stage > 0 and i == 0 else 1
+                if c.residual:
+                    block = BasicBlock(in_channels, width, stride, dims=c.dims,
+                                       shortcut=c.shortcut, zero_init_last=c.zero_init_last)
+                else:
+                    block = PlainBasicBlock(in_channels, width, stride, dims=c.dims)
+                blocks.append(block)
+                in_channels = width
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool1d(1) if c.dims == 1 else nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c.widths[-1], c.n_classes)
+
+    def blocks(self) -> list[PlainBasicBlock]:
+        """The basic blocks still in the net, input to output (3n unless some were deleted)."""
+        return [m for stage in self.stages for m in stage if isinstance(m, PlainBasicBlock)]
+
+    def weight_layers(self) -> list[nn.Module]:
+        """Every convolution and the classifier, input to output (6n + 2 of them when intact).
+
+        Projection shortcuts (option B) are not counted, as in the paper's layer count.
+        """
+        convs = [self.stem.conv]
+        for block in self.blocks():
+            convs.extend(layer.conv for layer in block.branch if isinstance(layer, ConvNorm))
+        return [*convs, self.fc]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled embedding, (B, widths[-1])."""
+        self._check_input(x)
+        return self.pool(self.stages(self.stem(x))).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        c = self.config
+        if x.dim() != c.dims + 2 or x.shape[1] != c.in_channels:
+            shape = "(B, C, L)" if c.dims == 1 else "(B, C, H, W)"
+            raise ValueError(f"{c.name} expects {shape} with C = {c.in_channels}, "
+                             f"got {tuple(x.shape)}")
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"{c.name}, dims={c.dims}, widths={c.widths}, "
+                f"shortcut={c.shortcut if c.residual else 'none'}")
