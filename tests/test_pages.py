@@ -167,3 +167,42 @@ def test_gradient_flow_figure_controls_work_without_a_kernel(server, browser):
         assert not errors, errors
     finally:
         page.close()
+
+
+def test_degradation_figure_controls_work_without_a_kernel(server, browser):
+    page, errors, _, _ = load(browser, f"{server}/book/why/degradation.html")
+    try:
+        page.screenshot(path=str(HTML.parent / "degradation.png"), full_page=False)
+        curves = page.locator(".plotly-graph-div").first
+        gd = "document.querySelectorAll('.plotly-graph-div')[0]"
+        losses = page.evaluate(f"() => {gd}.data.map(t => Array.from(t.y))")
+        # metric dropdown (the first menu): pick the training error, as a reader would
+        curves.locator(".updatemenu-header-group").nth(0).click()
+        curves.locator(".updatemenu-dropdown-button", has_text="training error").click()
+        page.wait_for_timeout(500)
+        errors_y = page.evaluate(f"() => {gd}.data.map(t => Array.from(t.y))")
+        assert errors_y != losses
+        assert all(0.0 <= v <= 1.0 for ys in errors_y for v in ys)
+        assert page.evaluate(f"() => {gd}.layout.yaxis.type") == "linear"
+        # depth dropdown (the second menu): one depth leaves one line per panel, same metric
+        curves.locator(".updatemenu-header-group").nth(1).click()
+        option = curves.locator(".updatemenu-dropdown-button", has_text="depth").first
+        option.click()
+        page.wait_for_timeout(500)
+        visible = page.evaluate(f"() => {gd}.data.filter(t => t.visible !== false).length")
+        assert visible == 2
+        assert page.evaluate(f"() => {gd}.data.map(t => Array.from(t.y))") == errors_y
+        # the path-length slider: run a step's own action; fewer bars are shown
+        paths = ("Array.from(document.querySelectorAll('.plotly-graph-div'))"
+                 ".find(d => d.layout.sliders && d.layout.sliders.length)")
+        bars_before = page.evaluate(
+            f"() => {paths}._fullData.filter(t => t.visible === true)[0]._length")
+        page.evaluate(f"""() => {{ const gd = {paths}; const s = gd.layout.sliders[0].steps[0];
+                                  return Plotly.update(gd, s.args[0], s.args[1]); }}""")
+        page.wait_for_timeout(300)
+        bars_after = page.evaluate(
+            f"() => {paths}._fullData.filter(t => t.visible === true)[0]._length")
+        assert bars_after < bars_before
+        assert not errors, errors
+    finally:
+        page.close()
