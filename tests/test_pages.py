@@ -11,6 +11,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -186,8 +187,9 @@ def test_degradation_figure_controls_work_without_a_kernel(server, browser):
         assert page.evaluate(f"() => {gd}.layout.yaxis.type") == "linear"
         # depth dropdown (the second menu): one depth leaves one line per panel, same metric
         curves.locator(".updatemenu-header-group").nth(1).click()
-        option = curves.locator(".updatemenu-dropdown-button", has_text="depth").first
-        option.click()
+        label = page.evaluate(f"() => {gd}.layout.updatemenus[1].buttons[1].label")
+        curves.locator(".updatemenu-dropdown-button").filter(
+            has_text=re.compile(f"^{label}$")).click()
         page.wait_for_timeout(500)
         visible = page.evaluate(f"() => {gd}.data.filter(t => t.visible !== false).length")
         assert visible == 2

@@ -124,6 +124,7 @@ def final_loss_figure(runs: Runs, *, records: int = 2, title: str = "") -> go.Fi
 
 def gradient_heatmap_figure(steps: Sequence[int], norms: np.ndarray,
                             layer_labels: Sequence[str] | None = None, *,
+                            yaxis_title: str = "layer (input → output)",
                             title: str = "") -> go.Figure:
     """How strongly the loss signal reaches each layer, over training (log10 colour scale).
 
@@ -149,7 +150,7 @@ def gradient_heatmap_figure(steps: Sequence[int], norms: np.ndarray,
         hovertemplate="step %{x}<br>%{text}<br>norm %{customdata:.3g}<extra></extra>",
     ))
     fig.update_layout(title={"text": title or None}, height=440,
-                      xaxis_title="training step", yaxis_title="layer (input → output)",
+                      xaxis_title="training step", yaxis_title=yaxis_title,
                       margin={"t": 60 if title else 30, "b": 40})
     return fig
 

@@ -1,18 +1,44 @@
 """Probes that measure a network: gradients, curvature, symmetry, lesions."""
 
 from .gradients import GradientRecorder, hidden_grad_norms, layer_grad_norms
+from .hessian import (
+    hessian_matrix,
+    hvp,
+    lanczos_eigenvalues,
+    model_loss_fn,
+    near_zero_fraction,
+)
 from .identity import IdentityFit, fit_identity
 from .lesion import LayerSite, delete_block, delete_layer, lesion_study, plain_layer_sites
+from .symmetry import (
+    clone_unit_,
+    log10_factorial,
+    log10_symmetry_order,
+    node_overlap,
+    permute_units_,
+    unit_distance,
+)
 
 __all__ = [
     "GradientRecorder",
     "IdentityFit",
     "LayerSite",
+    "clone_unit_",
     "delete_block",
     "delete_layer",
     "fit_identity",
+    "hessian_matrix",
     "hidden_grad_norms",
+    "hvp",
+    "lanczos_eigenvalues",
     "layer_grad_norms",
     "lesion_study",
+    "log10_factorial",
+    "log10_symmetry_order",
+    "model_loss_fn",
+    "near_zero_fraction",
+    "node_overlap",
+    "permute_units_",
     "plain_layer_sites",
+    "unit_distance",
 ]
