@@ -143,7 +143,7 @@ def gradient_heatmap_figure(steps: Sequence[int], norms: np.ndarray,
     low, high = math.floor(z.min()), math.ceil(z.max())
     ticks = list(range(low, high + 1))
     fig = go.Figure(go.Heatmap(
-        x=list(steps), y=list(range(1, norms.shape[1] + 1)), z=z, customdata=norms.T,
+        x=list(steps), y=labels, z=z, customdata=norms.T,
         text=[[label] * len(steps) for label in labels], colorscale="Viridis",
         zmin=low, zmax=high,
         colorbar={"title": "norm", "tickvals": ticks, "ticktext": [f"1e{t}" for t in ticks]},

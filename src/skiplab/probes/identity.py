@@ -8,6 +8,7 @@ trains a stack on exactly that task.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -18,21 +19,22 @@ __all__ = ["IdentityFit", "fit_identity"]
 
 @dataclass(frozen=True)
 class IdentityFit:
-    """Relative error ||stack(x) - x||^2 / ||x - mean(x)||^2 on held-out inputs, eval mode.
+    """Relative squared error ||stack(x) - x||^2 / ||x - mean(x)||^2 on held-out inputs.
 
     1.0 is what a constant output (the inputs' mean) scores; 0.0 is the identity.
+    ``initial_error`` is measured as training starts, in train mode (BatchNorm normalises
+    with the batch's statistics; its running statistics are untouched because a copy is
+    measured); ``final_error`` in eval mode, with the running statistics training left.
     """
 
     initial_error: float
     final_error: float
 
 
-def _relative_error(stack: nn.Module, x: torch.Tensor) -> float:
-    was_training = stack.training
-    stack.eval()
+def _relative_error(stack: nn.Module, x: torch.Tensor, *, train_mode: bool) -> float:
+    probe = copy.deepcopy(stack).train(train_mode)
     with torch.no_grad():
-        error = ((stack(x) - x) ** 2).mean() / x.var()
-    stack.train(was_training)
+        error = ((probe(x) - x) ** 2).mean() / x.var()
     return error.item()
 
 
@@ -54,7 +56,7 @@ def fit_identity(stack: nn.Module, example_shape: tuple[int, ...], *, steps: int
     device = next(stack.parameters()).device
     x_train = torch.relu(torch.randn(n_train, *example_shape, generator=generator)).to(device)
     x_test = torch.relu(torch.randn(n_test, *example_shape, generator=generator)).to(device)
-    initial = _relative_error(stack, x_test)
+    initial = _relative_error(stack, x_test, train_mode=True)
     optimizer = torch.optim.Adam(stack.parameters(), lr=lr)
     stack.train()
     variance = x_train.var()
@@ -65,4 +67,4 @@ def fit_identity(stack: nn.Module, example_shape: tuple[int, ...], *, steps: int
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return IdentityFit(initial, _relative_error(stack, x_test))
+    return IdentityFit(initial, _relative_error(stack, x_test, train_mode=False))
