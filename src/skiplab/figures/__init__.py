@@ -13,6 +13,7 @@ from .degradation import (
     lesion_figure,
     path_length_figure,
 )
+from .symmetry import landscape_contour_figure, landscape_surface_figure
 from .training import history_figure, layer_profile_figure
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "final_loss_figure",
     "gradient_heatmap_figure",
     "history_figure",
+    "landscape_contour_figure",
+    "landscape_surface_figure",
     "layer_profile_figure",
     "lesion_figure",
     "path_length_figure",

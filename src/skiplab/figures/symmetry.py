@@ -1,0 +1,76 @@
+"""Figures of the symmetry chapter: a two-parameter loss surface with its symmetry line."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .base import _FALLBACK
+
+__all__ = ["landscape_contour_figure", "landscape_surface_figure"]
+
+
+def _check(a: Sequence[float], b: Sequence[float], z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=float)
+    if z.shape != (len(b), len(a)):
+        raise ValueError(f"z must be (len(b), len(a)) = ({len(b)}, {len(a)}), got {z.shape}")
+    return z
+
+
+def landscape_contour_figure(a: Sequence[float], b: Sequence[float], z: np.ndarray,
+                             paths: Mapping[str, np.ndarray], *, title: str = "") -> go.Figure:
+    """Contours of log10(loss) over (a, b), the symmetry line a = b, and descent paths.
+
+    Args:
+        a, b: grid values along the two axes; z: (len(b), len(a)) losses.
+        paths: ``{label: (T, 2) array of (a, b)}``, e.g. from ``TwoUnitToy.descend``.
+    """
+    z = _check(a, b, z)
+    fig = go.Figure(go.Contour(
+        x=list(a), y=list(b), z=np.log10(np.maximum(z, 1e-12)), colorscale="Viridis",
+        contours={"coloring": "heatmap"}, colorbar={"title": "log10 loss"},
+        hovertemplate="a %{x:.2f}, b %{y:.2f}<br>log10 loss %{z:.2f}<extra></extra>",
+    ))
+    low, high = max(min(a), min(b)), min(max(a), max(b))
+    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="symmetry line a = b",
+                             line={"color": "white", "dash": "dash"}))
+    for i, (label, path) in enumerate(paths.items()):
+        path = np.asarray(path, dtype=float)
+        fig.add_trace(go.Scatter(
+            x=path[:, 0], y=path[:, 1], mode="lines+markers", name=label,
+            marker={"size": 3}, line={"color": _FALLBACK[i % len(_FALLBACK)], "width": 2},
+            hovertemplate=f"{label}<br>a %{{x:.3f}}, b %{{y:.3f}}<extra></extra>",
+        ))
+    fig.update_layout(title={"text": title or None}, height=520, width=640,
+                      xaxis_title="a (unit 1)", yaxis_title="b (unit 2)",
+                      legend={"orientation": "h", "y": -0.15},
+                      margin={"t": 60 if title else 30})
+    return fig
+
+
+def landscape_surface_figure(a: Sequence[float], b: Sequence[float], z: np.ndarray,
+                             paths: Mapping[str, np.ndarray], path_losses: Mapping[str, np.ndarray],
+                             *, title: str = "") -> go.Figure:
+    """The same surface in 3-D (log10 loss), with the paths drawn on it; drag to rotate.
+
+    Args:
+        path_losses: ``{label: (T,) losses along that path}``.
+    """
+    z = _check(a, b, z)
+    fig = go.Figure(go.Surface(x=list(a), y=list(b), z=np.log10(np.maximum(z, 1e-12)),
+                               colorscale="Viridis", showscale=False, opacity=0.9))
+    for i, (label, path) in enumerate(paths.items()):
+        path = np.asarray(path, dtype=float)
+        losses = np.log10(np.maximum(np.asarray(path_losses[label], dtype=float), 1e-12))
+        if len(losses) != len(path):
+            raise ValueError(f"path_losses[{label!r}] needs one loss per point of its path")
+        fig.add_trace(go.Scatter3d(x=path[:, 0], y=path[:, 1], z=losses, mode="lines",
+                                   name=label,
+                                   line={"color": _FALLBACK[i % len(_FALLBACK)], "width": 6}))
+    fig.update_layout(title={"text": title or None}, height=560,
+                      scene={"xaxis_title": "a", "yaxis_title": "b",
+                             "zaxis_title": "log10 loss"},
+                      margin={"t": 60 if title else 30, "l": 0, "r": 0, "b": 0})
+    return fig
