@@ -167,3 +167,22 @@ def test_fit_identity_scores_the_identity_zero_and_improves_a_block():
     torch.manual_seed(0)
     fit = fit_identity(BasicBlock(4, 4), (4, 6, 6), steps=30)
     assert fit.final_error < fit.initial_error
+
+
+def test_skip_variants_and_their_symmetric_pair():
+    from skiplab.models import SKIP_VARIANTS, SkipVariantMLP
+    from skiplab.probes import clone_unit_, permute_units_
+
+    x = torch.randn(5, 64, dtype=torch.float64)
+    for variant in SKIP_VARIANTS:
+        torch.manual_seed(0)
+        model = SkipVariantMLP(64, 10, 8, variant=variant).double().eval()
+        assert model(x).shape == (5, 10)
+        before = model(x)
+        permute_units_(model.mid, model.out, torch.tensor([1, 0, 2, 3, 4, 5, 6, 7]),
+                       offset=model.offset)
+        changed = not torch.allclose(model(x), before, atol=1e-9)
+        assert changed == (variant == "additive"), variant
+        clone_unit_(model.mid, model.out, 0, 1, offset=model.offset)
+    with pytest.raises(ValueError, match="accepted"):
+        SkipVariantMLP(64, 10, variant="gated")

@@ -43,3 +43,18 @@ def test_landscape_figures():
         landscape_contour_figure(a, b[:-1], z, paths)
     with pytest.raises(ValueError, match="one loss per point"):
         landscape_surface_figure(a, b, z, paths, {k: v[:-1] for k, v in losses.items()})
+
+
+def test_series_and_order_figures():
+    from skiplab.figures import series_figure, symmetry_order_figure
+
+    fig = series_figure([1, 2], {"plain": [0.0, 0.0], "additive": [0.1, 0.3]}, yaxis_title="d")
+    assert [t.name for t in fig.data] == ["plain", "additive"]
+    with pytest.raises(ValueError, match="values for"):
+        series_figure([1, 2, 3], {"plain": [0.0]}, yaxis_title="d")
+    order = symmetry_order_figure([2, 4], [2, 4])
+    assert len(order.data) == 6 and sum(t.visible for t in order.data) == 3
+    plain_4 = order.data[3]  # depth 4, plain
+    assert plain_4.y[1] == pytest.approx(4 * np.log10(24))
+    assert list(order.data[4].y) == [0.0, 0.0]
+    assert order.data[5].y[1] == pytest.approx(2 * np.log10(24))

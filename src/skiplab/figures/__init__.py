@@ -13,7 +13,12 @@ from .degradation import (
     lesion_figure,
     path_length_figure,
 )
-from .symmetry import landscape_contour_figure, landscape_surface_figure
+from .symmetry import (
+    landscape_contour_figure,
+    landscape_surface_figure,
+    series_figure,
+    symmetry_order_figure,
+)
 from .training import history_figure, layer_profile_figure
 
 __all__ = [
@@ -28,4 +33,6 @@ __all__ = [
     "layer_profile_figure",
     "lesion_figure",
     "path_length_figure",
+    "series_figure",
+    "symmetry_order_figure",
 ]

@@ -2,5 +2,15 @@
 
 from .cifar import CifarNet, CifarNetConfig, cifar_depths
 from .mlp import ARCHITECTURES, DeepMLP, MLPConfig
+from .variants import SKIP_VARIANTS, SkipVariantMLP
 
-__all__ = ["ARCHITECTURES", "CifarNet", "CifarNetConfig", "DeepMLP", "MLPConfig", "cifar_depths"]
+__all__ = [
+    "ARCHITECTURES",
+    "SKIP_VARIANTS",
+    "CifarNet",
+    "CifarNetConfig",
+    "DeepMLP",
+    "MLPConfig",
+    "SkipVariantMLP",
+    "cifar_depths",
+]
