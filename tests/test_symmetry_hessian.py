@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from skiplab.probes import (clone_unit_, hessian_matrix, hvp, lanczos_eigenvalues,
+from skiplab.probes import (clone_unit_, permute_stream_, hessian_matrix, hvp, lanczos_eigenvalues,
                             log10_factorial, log10_symmetry_order, model_loss_fn,
                             near_zero_fraction, node_overlap, permute_units_, unit_distance)
 
@@ -101,6 +101,11 @@ def test_cloned_units_are_at_distance_zero_and_overlap_one():
     clone_unit_(second, readout, 0, 4)
     assert unit_distance(second, readout, 0, 4) == 0.0
     assert node_overlap(second.weight) == pytest.approx(1.0)
+    flipped = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        flipped.weight[1] = -flipped.weight[0]
+    assert node_overlap(flipped.weight) == pytest.approx(1.0)
+    assert node_overlap(flipped.weight, signed=True) == pytest.approx(-1.0)
     concat_readout = nn.Linear(11, 3)  # reads [x (5), units (6)]
     clone_unit_(second, concat_readout, 1, 2, offset=5)
     assert unit_distance(second, concat_readout, 1, 2, offset=5) == 0.0
@@ -112,6 +117,24 @@ def test_symmetry_order_counts():
     assert log10_factorial(5) == pytest.approx(math.log10(120))
     assert log10_factorial(1000) == pytest.approx(2567.6046, abs=1e-3)
     assert log10_symmetry_order([4, 5]) == pytest.approx(math.log10(24 * 120))
-    assert log10_symmetry_order([4, 5], skip=[True, False]) == pytest.approx(math.log10(120))
+    assert log10_symmetry_order([4, 5], tied=[True, False]) == pytest.approx(math.log10(120))
+    # a residual stream of three layers is permuted as a whole: one 4!
+    assert log10_symmetry_order([4, 4, 4], tied=[False, True, True]) == pytest.approx(
+        math.log10(24))
     with pytest.raises(ValueError):
-        log10_symmetry_order([4], skip=[True, False])
+        log10_symmetry_order([4], tied=[True, False])
+    with pytest.raises(ValueError, match="widths differ"):
+        log10_symmetry_order([4, 5], tied=[False, True])
+
+
+def test_permuting_the_whole_stream_leaves_an_additive_net_unchanged():
+    from skiplab.models import SkipVariantMLP
+
+    torch.manual_seed(0)
+    model = SkipVariantMLP(5, 3, 6, variant="additive").double().eval()
+    x = torch.randn(7, 5, dtype=torch.float64)
+    before = model(x).detach()
+    permute_stream_(model.inp, [model.mid], model.out, torch.tensor([3, 1, 0, 5, 2, 4]))
+    assert torch.allclose(model(x), before, atol=1e-12)
+    with pytest.raises(ValueError, match="map the stream"):
+        permute_stream_(model.inp, [torch.nn.Linear(6, 4)], model.out, torch.arange(6))

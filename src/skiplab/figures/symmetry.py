@@ -107,17 +107,19 @@ def series_figure(steps: Sequence[int], series: Mapping[str, Sequence[float]], *
 def symmetry_order_figure(widths: Sequence[int], depths: Sequence[int]) -> go.Figure:
     """log10 of the permutation-group order against width, a dropdown over depth.
 
-    Three nets of ``depth`` hidden layers of equal width: plain (every layer's n! counts),
-    residual with one-layer branches (every unit tied to the skip: 1), and residual with
-    two-layer branches (the inner unit of each branch keeps its n!).
+    Three nets of ``depth`` hidden layers of equal width: plain (every layer's n! counts);
+    residual with one-layer branches (every branch is tied to the stream, which is
+    permuted as a whole: one n!); residual with two-layer branches (the stream's n! plus
+    the inner layer of each branch, which stays free).
     """
     from ..probes.symmetry import log10_symmetry_order
 
     kinds = {
         "plain": lambda n, d: log10_symmetry_order([n] * d),
-        "residual, one-layer branches": lambda n, d: log10_symmetry_order([n] * d, [True] * d),
+        "residual, one-layer branches": lambda n, d: log10_symmetry_order(
+            [n] * d, [False] + [True] * (d - 1)),
         "residual, two-layer branches": lambda n, d: log10_symmetry_order(
-            [n] * d, [i % 2 == 1 for i in range(d)]),
+            [n] * d, [False] + [i % 2 == 1 for i in range(d - 1)]),
     }
     fig = go.Figure()
     for d in depths:

@@ -15,6 +15,7 @@ from .symmetry import (
     log10_factorial,
     log10_symmetry_order,
     node_overlap,
+    permute_stream_,
     permute_units_,
     unit_distance,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "model_loss_fn",
     "near_zero_fraction",
     "node_overlap",
+    "permute_stream_",
     "permute_units_",
     "plain_layer_sites",
     "unit_distance",

@@ -19,6 +19,7 @@ __all__ = [
     "log10_factorial",
     "log10_symmetry_order",
     "node_overlap",
+    "permute_stream_",
     "permute_units_",
     "unit_distance",
 ]
@@ -77,18 +78,48 @@ def unit_distance(incoming: nn.Linear, outgoing: nn.Linear, a: int, b: int, *,
 
 
 @torch.no_grad()
-def node_overlap(weight: torch.Tensor) -> float:
-    """Largest cosine similarity between two different rows (units' incoming weights).
+def node_overlap(weight: torch.Tensor, *, signed: bool = False) -> float:
+    """Largest |cosine similarity| between two different rows (units' incoming weights).
 
     Orhan & Pitkow (2018) call units with overlap near 1 "overlap singularities": the pair
-    is close to a symmetry hyperplane. Shapes: weight (n, d) with n >= 2.
+    is close to a tie. For odd activations such as tanh, w_i = -w_j is a tie too (flip one
+    unit's signs), hence the absolute value; ``signed=True`` takes the signed cosine.
+    Shapes: weight (n, d) with n >= 2.
     """
     if weight.dim() != 2 or weight.shape[0] < 2:
         raise ValueError(f"weight must be (n, d) with n >= 2, got {tuple(weight.shape)}")
     w = nn.functional.normalize(weight.double(), dim=1)
     cos = w @ w.T
+    if not signed:
+        cos = cos.abs()
     cos.fill_diagonal_(-math.inf)
     return cos.max().item()
+
+
+@torch.no_grad()
+def permute_stream_(producer: nn.Linear, branches: Sequence[nn.Linear], reader: nn.Linear,
+                    perm: torch.Tensor) -> None:
+    """Permute the coordinates of a residual stream in place, consistently everywhere.
+
+    The stream s = act(producer(x)) is updated by one-layer branches, s <- s + act(W s + b),
+    and read by ``reader``. Reordering the stream's coordinates by ``perm`` (producer rows,
+    each branch's rows *and* columns, reader columns) leaves the function unchanged: the
+    skip does not remove this permutation, it ties every branch's units to the stream's.
+    """
+    n = producer.out_features
+    if sorted(perm.tolist()) != list(range(n)):
+        raise ValueError(f"perm must be a permutation of range({n})")
+    producer.weight.copy_(producer.weight[perm])
+    if producer.bias is not None:
+        producer.bias.copy_(producer.bias[perm])
+    for branch in branches:
+        if branch.weight.shape != (n, n):
+            raise ValueError(f"a one-layer branch must map the stream to itself, ({n}, {n}); "
+                             f"got {tuple(branch.weight.shape)}")
+        branch.weight.copy_(branch.weight[perm][:, perm])
+        if branch.bias is not None:
+            branch.bias.copy_(branch.bias[perm])
+    reader.weight[:, :n] = reader.weight[:, :n][:, perm]
 
 
 def log10_factorial(n: int) -> float:
@@ -98,18 +129,24 @@ def log10_factorial(n: int) -> float:
     return math.lgamma(n + 1) / math.log(10)
 
 
-def log10_symmetry_order(widths: Sequence[int], skip: Sequence[bool] | None = None) -> float:
+def log10_symmetry_order(widths: Sequence[int], tied: Sequence[bool] | None = None) -> float:
     """log10 of the number of unit permutations that leave a fully connected net unchanged.
 
     Each hidden layer of width n contributes n! (its units can be reordered), unless its
-    units are tied to fixed coordinates by an additive skip (``skip[i]`` True), which leaves
-    only the identity permutation. The group is a product, so the orders multiply.
+    units are *tied* to the previous layer's: an additive skip adds unit i of layer l-1 to
+    unit i of layer l, so the two layers can only be permuted together and share one n!
+    (``tied[l]`` True). A layer tied to the network's input (``tied[0]``) contributes 1:
+    input coordinates are fixed. This counts permutations only; odd activations such as
+    tanh add a factor 2^n per untied layer (sign flips), so the true order is at least this.
 
     Args:
         widths: hidden layer widths, input to output.
-        skip: per hidden layer, whether an additive skip adds a fixed input to its units.
+        tied: per hidden layer, whether an additive skip ties its units to the layer below.
     """
-    skip = list(skip) if skip is not None else [False] * len(widths)
-    if len(skip) != len(widths):
-        raise ValueError("skip needs one entry per hidden layer")
-    return sum(0.0 if s else log10_factorial(n) for n, s in zip(widths, skip))
+    tied = list(tied) if tied is not None else [False] * len(widths)
+    if len(tied) != len(widths):
+        raise ValueError("tied needs one entry per hidden layer")
+    for i, t in enumerate(tied):
+        if t and i > 0 and widths[i] != widths[i - 1]:
+            raise ValueError(f"layer {i} is tied to layer {i - 1} but their widths differ")
+    return sum(0.0 if t else log10_factorial(n) for n, t in zip(widths, tied))
