@@ -57,7 +57,7 @@ def permute_units_(incoming: nn.Linear, outgoing: nn.Linear, perm: torch.Tensor,
 def clone_unit_(incoming: nn.Linear, outgoing: nn.Linear, source: int, target: int, *,
                 offset: int = 0) -> None:
     """Make unit ``target`` an exact copy of unit ``source``: incoming row, bias and outgoing
-    column. The network now sits on a symmetry hyperplane of the pair (source, target)."""
+    column. The network now sits on the tie subspace of the pair (source, target)."""
     _check_pair(incoming, outgoing, offset)
     incoming.weight[target] = incoming.weight[source]
     if incoming.bias is not None:
@@ -107,19 +107,16 @@ def permute_stream_(producer: nn.Linear, branches: Sequence[nn.Linear], reader: 
     skip does not remove this permutation, it ties every branch's units to the stream's.
     """
     n = producer.out_features
-    if sorted(perm.tolist()) != list(range(n)):
-        raise ValueError(f"perm must be a permutation of range({n})")
-    producer.weight.copy_(producer.weight[perm])
-    if producer.bias is not None:
-        producer.bias.copy_(producer.bias[perm])
     for branch in branches:
         if branch.weight.shape != (n, n):
             raise ValueError(f"a one-layer branch must map the stream to itself, ({n}, {n}); "
                              f"got {tuple(branch.weight.shape)}")
+    # the stream's own units: producer rows and reader columns, as for any hidden layer
+    permute_units_(producer, reader, perm)
+    for branch in branches:
         branch.weight.copy_(branch.weight[perm][:, perm])
         if branch.bias is not None:
             branch.bias.copy_(branch.bias[perm])
-    reader.weight[:, :n] = reader.weight[:, :n][:, perm]
 
 
 def log10_factorial(n: int) -> float:
