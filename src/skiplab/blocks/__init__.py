@@ -1,5 +1,6 @@
 """Building blocks, one family per module, plain twins beside skip versions."""
 
+from .dense import DenseBlock, DenseLayer, Transition
 from .mlp import (
     ACTIVATIONS,
     INITS,
@@ -10,7 +11,11 @@ from .mlp import (
 )
 from .residual import (
     BasicBlock,
+    Bottleneck,
+    ConvBlock,
     ConvNorm,
+    NormActConv,
+    PreActBlock,
     PlainBasicBlock,
     ShortcutA,
     ShortcutB,
@@ -19,7 +24,14 @@ from .residual import (
 
 __all__ = [
     "BasicBlock",
+    "Bottleneck",
+    "ConvBlock",
     "ConvNorm",
+    "DenseBlock",
+    "DenseLayer",
+    "NormActConv",
+    "PreActBlock",
+    "Transition",
     "PlainBasicBlock",
     "ShortcutA",
     "ShortcutB",

@@ -14,6 +14,15 @@ the block changes shape (stride 2, more channels) the shortcut must change shape
 - option ``"B"``: a 1x1 convolution with the stride, then BatchNorm (a projection).
 
 When the shapes already agree the shortcut is the identity, whatever the option.
+
+Two more members of the family (torchvision's layouts, so that weights convert one to one):
+
+- :class:`Bottleneck` (ResNet-50 and deeper): 1x1 conv to ``width`` channels, 3x3 conv with
+  the stride, 1x1 conv up to ``expansion * width``; the 3x3 carries the stride ("ResNet
+  v1.5", as torchvision). x' = relu(branch(x) + shortcut(x)).
+- :class:`PreActBlock` (He et al. 2016b): BatchNorm and ReLU move *before* each
+  convolution, and nothing follows the addition: x' = x + branch(x). The stream between
+  blocks is never normalised or rectified, a clean identity path.
 """
 
 from __future__ import annotations
@@ -26,6 +35,10 @@ from torch import nn
 
 __all__ = [
     "BasicBlock",
+    "Bottleneck",
+    "ConvBlock",
+    "NormActConv",
+    "PreActBlock",
     "ConvNorm",
     "Dims",
     "PlainBasicBlock",
@@ -67,20 +80,39 @@ def norm(dims: Dims, channels: int) -> nn.Module:
 
 
 class ConvNorm(nn.Module):
-    """One weight layer: conv -> BatchNorm -> (ReLU if ``act``).
+    """One weight layer: conv -> BatchNorm -> (ReLU if ``act``); ``normalise=False`` drops the
+    BatchNorm (the stem of a pre-activation net, whose first block normalises).
 
     Shapes: (B, C_in, *S) -> (B, C_out, *S / stride), with S of length ``dims``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1,
-                 kernel_size: int = 3, dims: Dims = 2, act: bool = True):
+                 kernel_size: int = 3, dims: Dims = 2, act: bool = True,
+                 normalise: bool = True):
         super().__init__()
         self.conv = conv(dims, in_channels, out_channels, kernel_size, stride)
-        self.norm = norm(dims, out_channels)
+        self.norm = norm(dims, out_channels) if normalise else nn.Identity()
         self.act = nn.ReLU() if act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(x)))
+
+
+class NormActConv(nn.Module):
+    """One pre-activation weight layer: BatchNorm -> ReLU -> conv.
+
+    Shapes: (B, C_in, *S) -> (B, C_out, *S / stride).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int = 1,
+                 kernel_size: int = 3, dims: Dims = 2):
+        super().__init__()
+        self.norm = norm(dims, in_channels)
+        self.act = nn.ReLU()
+        self.conv = conv(dims, in_channels, out_channels, kernel_size, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.act(self.norm(x)))
 
 
 class ShortcutA(nn.Module):
@@ -132,7 +164,29 @@ def make_shortcut(in_channels: int, out_channels: int, stride: int = 1, *,
     return ShortcutB(in_channels, out_channels, stride, dims=dims)
 
 
-class PlainBasicBlock(nn.Module):
+class ConvBlock(nn.Module):
+    """What every block of the family shares: its shape and a clear input check.
+
+    Subclasses set ``branch`` (an ``nn.Sequential`` of weight layers) and, when residual,
+    ``shortcut``.
+    """
+
+    branch: nn.Sequential
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, dims: Dims):
+        super().__init__()
+        _check_dims(dims)
+        self.in_channels, self.out_channels, self.stride, self.dims = (
+            in_channels, out_channels, stride, dims)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != self.dims + 2 or x.shape[1] != self.in_channels:
+            shape = "(B, C, L)" if self.dims == 1 else "(B, C, H, W)"
+            raise ValueError(f"{type(self).__name__} expects {shape} with C = "
+                             f"{self.in_channels}, got {tuple(x.shape)}")
+
+
+class PlainBasicBlock(ConvBlock):
     """Two weight layers with no skip: x' = relu(branch(x)).
 
     Args:
@@ -145,9 +199,7 @@ class PlainBasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *,
                  dims: Dims = 2):
-        super().__init__()
-        self.in_channels, self.out_channels, self.stride, self.dims = (
-            in_channels, out_channels, stride, dims)
+        super().__init__(in_channels, out_channels, stride, dims)
         self.branch = nn.Sequential(
             ConvNorm(in_channels, out_channels, stride=stride, dims=dims, act=True),
             ConvNorm(out_channels, out_channels, dims=dims, act=False),
@@ -157,12 +209,6 @@ class PlainBasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         return self.act(self.branch(x))
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != self.dims + 2 or x.shape[1] != self.in_channels:
-            shape = "(B, C, L)" if self.dims == 1 else "(B, C, H, W)"
-            raise ValueError(f"{type(self).__name__} expects {shape} with C = "
-                             f"{self.in_channels}, got {tuple(x.shape)}")
 
 
 class BasicBlock(PlainBasicBlock):
@@ -188,3 +234,75 @@ class BasicBlock(PlainBasicBlock):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         return self.act(self.branch(x) + self.shortcut(x))
+
+
+class Bottleneck(ConvBlock):
+    """The bottleneck block: x' = relu(branch(x) + shortcut(x)), three weight layers.
+
+    branch = ConvNorm(1x1, C_in -> width, ReLU) -> ConvNorm(3x3, width -> width, stride,
+    ReLU) -> ConvNorm(1x1, width -> expansion * width, no ReLU). The 1x1 layers shrink and
+    restore the channels so that the costly 3x3 works on ``width`` channels only.
+
+    Args:
+        in_channels: channels of x.
+        width: channels inside the bottleneck; the block outputs ``expansion * width``.
+        stride: stride of the 3x3 convolution.
+        shortcut: ``"B"`` (projection, torchvision's choice) or ``"A"``; used only where the
+            block changes shape.
+        zero_init_last: start the last BatchNorm weight at 0 (the block starts as
+            relu(shortcut(x))).
+
+    Shapes: (B, in_channels, *S) -> (B, expansion * width, *S / stride).
+    """
+
+    def __init__(self, in_channels: int, width: int, stride: int = 1, *, expansion: int = 4,
+                 dims: Dims = 2, shortcut: ShortcutOption = "B", zero_init_last: bool = False):
+        out_channels = expansion * width
+        super().__init__(in_channels, out_channels, stride, dims)
+        self.width, self.expansion = width, expansion
+        self.branch = nn.Sequential(
+            ConvNorm(in_channels, width, kernel_size=1, dims=dims),
+            ConvNorm(width, width, stride=stride, dims=dims),
+            ConvNorm(width, out_channels, kernel_size=1, dims=dims, act=False),
+        )
+        self.shortcut = make_shortcut(in_channels, out_channels, stride, option=shortcut,
+                                      dims=dims)
+        self.act = nn.ReLU()
+        if zero_init_last:
+            nn.init.zeros_(self.branch[-1].norm.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        return self.act(self.branch(x) + self.shortcut(x))
+
+
+class PreActBlock(ConvBlock):
+    """The pre-activation basic block (He et al. 2016b): x' = x + branch(x).
+
+    branch = NormActConv(3x3, C_in -> C_out, stride) -> NormActConv(3x3, C_out -> C_out).
+    Where the block changes shape, the shortcut (option A or B) is applied to x itself, so
+    the path from block to block holds no BatchNorm and no ReLU. (The authors' code feeds
+    the projection the pre-activated x in the first block of a stage; both keep the
+    identity path clean everywhere else.)
+
+    Args: as :class:`BasicBlock`; ``zero_init_last`` zeroes the last convolution's weight,
+    so the block starts as exactly ``shortcut(x)``.
+
+    Shapes: (B, in_channels, *S) -> (B, out_channels, *S / stride).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *,
+                 dims: Dims = 2, shortcut: ShortcutOption = "A", zero_init_last: bool = False):
+        super().__init__(in_channels, out_channels, stride, dims)
+        self.branch = nn.Sequential(
+            NormActConv(in_channels, out_channels, stride=stride, dims=dims),
+            NormActConv(out_channels, out_channels, dims=dims),
+        )
+        self.shortcut = make_shortcut(in_channels, out_channels, stride, option=shortcut,
+                                      dims=dims)
+        if zero_init_last:
+            nn.init.zeros_(self.branch[-1].conv.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        return self.branch(x) + self.shortcut(x)

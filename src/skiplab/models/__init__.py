@@ -1,11 +1,40 @@
 """Whole models built from :mod:`skiplab.blocks`, each configured by one frozen dataclass."""
 
 from .cifar import CifarNet, CifarNetConfig, cifar_depths
+from .convert import (
+    convert_state_dict,
+    densenet_from_torchvision,
+    load_torchvision_densenet,
+    load_torchvision_resnet,
+    resnet_from_torchvision,
+)
+from .densenet import DenseNet, DenseNetConfig, densenet121, densenet_bc
 from .mlp import ARCHITECTURES, DeepMLP, MLPConfig
+from .registry import REGISTRY, ModelSpec, build_model, count_parameters
+from .resnet import RESNET_LAYERS, ResNet, ResNetConfig, resnet18, resnet34, resnet50
 from .variants import SKIP_VARIANTS, SkipVariantMLP
 
 __all__ = [
     "ARCHITECTURES",
+    "REGISTRY",
+    "RESNET_LAYERS",
+    "DenseNet",
+    "DenseNetConfig",
+    "ModelSpec",
+    "ResNet",
+    "ResNetConfig",
+    "build_model",
+    "convert_state_dict",
+    "count_parameters",
+    "densenet121",
+    "densenet_bc",
+    "densenet_from_torchvision",
+    "load_torchvision_densenet",
+    "load_torchvision_resnet",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet_from_torchvision",
     "SKIP_VARIANTS",
     "CifarNet",
     "CifarNetConfig",

@@ -5,7 +5,8 @@
 the second stage on), global average pooling and a linear classifier. The residual net adds
 option-A (parameter-free) shortcuts, so the twins have the same parameters and differ only
 in the skips. ``dims=1`` builds the same net with 1-D convolutions for signals such as
-MNIST-1D.
+MNIST-1D. ``preact=True`` builds the pre-activation twin (He et al. 2016b): pre-activation
+blocks, a stem that is only a convolution, and BatchNorm + ReLU before the pooling.
 
 >>> net = CifarNet(CifarNetConfig(depth=20, residual=True))   # ResNet-20, 0.27M parameters
 >>> net(torch.randn(8, 3, 32, 32)).shape
@@ -19,7 +20,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..blocks.residual import BasicBlock, ConvNorm, Dims, PlainBasicBlock, ShortcutOption
+from ..blocks.residual import (
+    BasicBlock,
+    ConvBlock,
+    ConvNorm,
+    Dims,
+    NormActConv,
+    PlainBasicBlock,
+    PreActBlock,
+    ShortcutOption,
+    norm,
+)
 
 __all__ = ["CifarNet", "CifarNetConfig", "cifar_depths"]
 
@@ -41,8 +52,12 @@ class CifarNetConfig:
     widths: tuple[int, int, int] = (16, 32, 64)
     shortcut: ShortcutOption = "A"
     zero_init_last: bool = False
+    preact: bool = False
 
     def __post_init__(self) -> None:
+        if self.preact and not self.residual:
+            raise ValueError("preact=True needs residual=True (a pre-activation block is "
+                             "defined by its clean identity path)")
         if self.depth < 8 or (self.depth - 2) % 6:
             raise ValueError(f"depth={self.depth} is not of the form 6n + 2 with n >= 1; "
                              f"valid depths: {', '.join(map(str, cifar_depths(6)))}, ...")
@@ -57,7 +72,8 @@ class CifarNetConfig:
 
     @property
     def name(self) -> str:
-        return f"{'resnet' if self.residual else 'plain'}-{self.depth}"
+        kind = "preact-resnet" if self.preact else "resnet" if self.residual else "plain"
+        return f"{kind}-{self.depth}"
 
 
 class CifarNet(nn.Module):
@@ -69,14 +85,19 @@ class CifarNet(nn.Module):
     def __init__(self, config: CifarNetConfig):
         super().__init__()
         self.config = c = config
-        self.stem = ConvNorm(c.in_channels, c.widths[0], dims=c.dims)
+        self.stem = ConvNorm(c.in_channels, c.widths[0], dims=c.dims, act=not c.preact,
+                             normalise=not c.preact)
         stages = []
         in_channels = c.widths[0]
         for stage, width in enumerate(c.widths):
             blocks = []
             for i in range(c.blocks_per_stage):
                 stride = 2 if stage > 0 and i == 0 else 1
-                if c.residual:
+                block: ConvBlock
+                if c.preact:
+                    block = PreActBlock(in_channels, width, stride, dims=c.dims,
+                                        shortcut=c.shortcut, zero_init_last=c.zero_init_last)
+                elif c.residual:
                     block = BasicBlock(in_channels, width, stride, dims=c.dims,
                                        shortcut=c.shortcut, zero_init_last=c.zero_init_last)
                 else:
@@ -85,12 +106,15 @@ class CifarNet(nn.Module):
                 in_channels = width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
+        # a pre-activation stack ends un-normalised: one BatchNorm + ReLU before pooling
+        self.final = (nn.Sequential(norm(c.dims, c.widths[-1]), nn.ReLU()) if c.preact
+                      else nn.Identity())
         self.pool = nn.AdaptiveAvgPool1d(1) if c.dims == 1 else nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c.widths[-1], c.n_classes)
 
-    def blocks(self) -> list[PlainBasicBlock]:
-        """The basic blocks still in the net, input to output (3n unless some were deleted)."""
-        return [m for stage in self.stages for m in stage if isinstance(m, PlainBasicBlock)]
+    def blocks(self) -> list[ConvBlock]:
+        """The blocks still in the net, input to output (3n unless some were deleted)."""
+        return [m for stage in self.stages for m in stage if isinstance(m, ConvBlock)]
 
     def weight_layers(self) -> list[nn.Module]:
         """Every convolution and the classifier, input to output (6n + 2 of them when intact).
@@ -99,13 +123,14 @@ class CifarNet(nn.Module):
         """
         convs = [self.stem.conv]
         for block in self.blocks():
-            convs.extend(layer.conv for layer in block.branch if isinstance(layer, ConvNorm))
+            convs.extend(layer.conv for layer in block.branch
+                         if isinstance(layer, ConvNorm | NormActConv))
         return [*convs, self.fc]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled embedding, (B, widths[-1])."""
         self._check_input(x)
-        return self.pool(self.stages(self.stem(x))).flatten(1)
+        return self.pool(self.final(self.stages(self.stem(x)))).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
