@@ -5,6 +5,13 @@ interactive in the book's static HTML, with no kernel behind them. One module pe
 family of figures; the common names are re-exported here.
 """
 
+from .architectures import (
+    accuracy_per_parameter_figure,
+    block_anatomy_figure,
+    block_profile_figure,
+    reuse_heatmap_figure,
+    width_profile_figure,
+)
 from .base import LABELS, PALETTE
 from .degradation import (
     depth_curves_figure,
@@ -24,6 +31,10 @@ from .training import history_figure, layer_profile_figure
 __all__ = [
     "LABELS",
     "PALETTE",
+    "accuracy_per_parameter_figure",
+    "block_anatomy_figure",
+    "block_profile_figure",
+    "reuse_heatmap_figure",
     "depth_curves_figure",
     "final_loss_figure",
     "gradient_heatmap_figure",
@@ -35,4 +46,5 @@ __all__ = [
     "path_length_figure",
     "series_figure",
     "symmetry_order_figure",
+    "width_profile_figure",
 ]

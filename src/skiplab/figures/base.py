@@ -13,6 +13,10 @@ PALETTE: dict[str, str] = {
     "plain": "#D55E00",
     "plain_bn": "#0072B2",
     "residual": "#009E73",
+    "post-activation": "#009E73",
+    "pre-activation": "#CC79A7",
+    "ResNet": "#009E73",
+    "DenseNet": "#0072B2",
 }
 _FALLBACK = ["#E69F00", "#56B4E9", "#CC79A7", "#F0E442", "#000000"]
 LABELS: dict[str, str] = {

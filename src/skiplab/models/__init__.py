@@ -2,6 +2,8 @@
 
 from .cifar import CifarNet, CifarNetConfig, cifar_depths
 from .convert import (
+    DENSENET_RULES,
+    RESNET_RULES,
     convert_state_dict,
     densenet_from_torchvision,
     load_torchvision_densenet,
@@ -16,6 +18,8 @@ from .variants import SKIP_VARIANTS, SkipVariantMLP
 
 __all__ = [
     "ARCHITECTURES",
+    "DENSENET_RULES",
+    "RESNET_RULES",
     "REGISTRY",
     "RESNET_LAYERS",
     "DenseNet",

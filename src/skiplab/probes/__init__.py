@@ -1,5 +1,6 @@
 """Probes that measure a network: gradients, curvature, symmetry, lesions."""
 
+from .cost import MemoryPeak, count_macs, peak_memory
 from .gradients import GradientRecorder, hidden_grad_norms, layer_grad_norms
 from .hessian import (
     hessian_matrix,
@@ -10,6 +11,7 @@ from .hessian import (
 )
 from .identity import IdentityFit, fit_identity
 from .lesion import LayerSite, delete_block, delete_layer, lesion_study, plain_layer_sites
+from .reuse import reuse_ablation_map, reuse_map
 from .symmetry import (
     clone_unit_,
     log10_factorial,
@@ -21,6 +23,9 @@ from .symmetry import (
 )
 
 __all__ = [
+    "MemoryPeak",
+    "count_macs",
+    "peak_memory",
     "GradientRecorder",
     "IdentityFit",
     "LayerSite",
@@ -42,5 +47,7 @@ __all__ = [
     "permute_stream_",
     "permute_units_",
     "plain_layer_sites",
+    "reuse_ablation_map",
+    "reuse_map",
     "unit_distance",
 ]
