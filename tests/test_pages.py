@@ -208,3 +208,39 @@ def test_degradation_figure_controls_work_without_a_kernel(server, browser):
         assert not errors, errors
     finally:
         page.close()
+
+
+def test_architecture_figure_controls_work_without_a_kernel(server, browser):
+    # ResNet chapter: the depth slider of the gradient profile shows one depth at a time
+    page, errors, _, _ = load(browser, f"{server}/book/arch/resnet.html")
+    try:
+        profile = ("Array.from(document.querySelectorAll('.plotly-graph-div'))"
+                   ".find(d => d.layout.sliders && d.layout.sliders.length)")
+        first = page.evaluate(f"() => {profile}._fullData.filter(t => t.visible === true)"
+                              ".map(t => t._length)")
+        page.evaluate(f"""() => {{ const gd = {profile};
+                                  const s = gd.layout.sliders[0].steps.at(-1);
+                                  return Plotly.update(gd, s.args[0], s.args[1]); }}""")
+        page.wait_for_timeout(300)
+        last = page.evaluate(f"() => {profile}._fullData.filter(t => t.visible === true)"
+                             ".map(t => t._length)")
+        assert len(first) == len(last) == 3          # plain, post- and pre-activation
+        assert min(last) > max(first)                # a deeper net has more blocks
+        assert not errors, errors
+    finally:
+        page.close()
+    # DenseNet chapter: the reuse heatmaps' dropdown switches the map shown
+    page, errors, _, _ = load(browser, f"{server}/book/arch/densenet.html")
+    try:
+        heat = ("Array.from(document.querySelectorAll('.plotly-graph-div'))"
+                ".find(d => d.data[0].type === 'heatmap')")
+        shown = f"() => {heat}.data.findIndex(t => t.visible !== false)"
+        assert page.evaluate(shown) == 0
+        page.evaluate(f"""() => {{ const gd = {heat};
+                                  const b = gd.layout.updatemenus[0].buttons[1];
+                                  return Plotly.update(gd, b.args[0]); }}""")
+        page.wait_for_timeout(300)
+        assert page.evaluate(shown) == 1
+        assert not errors, errors
+    finally:
+        page.close()

@@ -214,8 +214,15 @@ def accuracy_per_parameter_figure(results: Mapping[str, Sequence[tuple[str, int,
             line={"color": _colour(family, index)}, marker={"size": 9},
             hovertemplate="%{text}<br>%{x:,} parameters<br>" + metric
                           + " %{y:.3f}<extra></extra>"))
-    fig.update_layout(title=title, xaxis={"type": "log", "title": "parameters"},
-                      yaxis_title=metric, legend={"orientation": "h", "y": 1.1})
+    counts = [r[1] for rows in results.values() for r in rows]
+    low, high = np.log10(min(counts)), np.log10(max(counts))
+    pad = 0.25 * max(high - low, 0.5)     # room for the labels at both ends
+    fig.update_layout(title=title,
+                      xaxis={"type": "log", "title": "parameters",
+                             "range": [low - pad, high + pad]},
+                      yaxis_title=metric, legend={"orientation": "h", "y": 1.02,
+                                                  "yanchor": "bottom"},
+                      margin={"t": 90})
     return fig
 
 
@@ -248,11 +255,12 @@ def reuse_heatmap_figure(maps: Mapping[str, np.ndarray], *, title: str = "",
                 "args": [{"visible": [i == j for j in range(len(labels))]}]}
                for i, label in enumerate(labels)]
     fig.update_layout(
-        title=title, xaxis_title="source: whose channels are read",
+        title={"text": title, "y": 0.97, "yanchor": "top"},
+        xaxis_title="source: whose channels are read",
         yaxis={"title": "target layer", "autorange": "reversed"},
-        updatemenus=[{"buttons": buttons, "x": 0.0, "y": 1.18, "xanchor": "left",
-                      "direction": "down"}] if len(labels) > 1 else [],
-        margin={"t": 90},
+        updatemenus=[{"buttons": buttons, "x": 0.0, "y": 1.02, "xanchor": "left",
+                      "yanchor": "bottom", "direction": "down"}] if len(labels) > 1 else [],
+        margin={"t": 110},
     )
     return fig
 
