@@ -153,7 +153,7 @@ class Transition(nn.Module):
         super().__init__()
         _check_dims(dims)
         self.norm = norm(dims, in_channels)
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)
         cls = nn.Conv1d if dims == 1 else nn.Conv2d
         self.conv = cls(in_channels, out_channels, 1, bias=False)
         nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")

@@ -15,6 +15,10 @@ the block changes shape (stride 2, more channels) the shortcut must change shape
 
 When the shapes already agree the shortcut is the identity, whatever the option.
 
+Every ReLU here is in place (``nn.ReLU(inplace=True)``), as in torchvision: it always
+follows an operation whose output nothing else reads, and it saves one tensor per layer.
+A forward hook that keeps a BatchNorm's output should therefore ``clone()`` it.
+
 Two more members of the family (torchvision's layouts, so that weights convert one to one):
 
 - :class:`Bottleneck` (ResNet-50 and deeper): 1x1 conv to ``width`` channels, 3x3 conv with
@@ -92,7 +96,7 @@ class ConvNorm(nn.Module):
         super().__init__()
         self.conv = conv(dims, in_channels, out_channels, kernel_size, stride)
         self.norm = norm(dims, out_channels) if normalise else nn.Identity()
-        self.act = nn.ReLU() if act else nn.Identity()
+        self.act = nn.ReLU(inplace=True) if act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(x)))
@@ -108,7 +112,7 @@ class NormActConv(nn.Module):
                  kernel_size: int = 3, dims: Dims = 2):
         super().__init__()
         self.norm = norm(dims, in_channels)
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)
         self.conv = conv(dims, in_channels, out_channels, kernel_size, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -204,7 +208,7 @@ class PlainBasicBlock(ConvBlock):
             ConvNorm(in_channels, out_channels, stride=stride, dims=dims, act=True),
             ConvNorm(out_channels, out_channels, dims=dims, act=False),
         )
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
@@ -267,7 +271,7 @@ class Bottleneck(ConvBlock):
         )
         self.shortcut = make_shortcut(in_channels, out_channels, stride, option=shortcut,
                                       dims=dims)
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)
         if zero_init_last:
             nn.init.zeros_(self.branch[-1].norm.weight)
 

@@ -107,7 +107,7 @@ class CifarNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         # a pre-activation stack ends un-normalised: one BatchNorm + ReLU before pooling
-        self.final = (nn.Sequential(norm(c.dims, c.widths[-1]), nn.ReLU()) if c.preact
+        self.final = (nn.Sequential(norm(c.dims, c.widths[-1]), nn.ReLU(inplace=True)) if c.preact
                       else nn.Identity())
         self.pool = nn.AdaptiveAvgPool1d(1) if c.dims == 1 else nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c.widths[-1], c.n_classes)

@@ -89,7 +89,7 @@ class DenseNet(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.transitions = nn.ModuleList(transitions)
         self.norm = norm(c.dims, channels)
-        self.act = nn.ReLU()
+        self.act = nn.ReLU(inplace=True)
         self.pool = nn.AdaptiveAvgPool1d(1) if c.dims == 1 else nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, c.n_classes)
         self.embedding_dim = channels

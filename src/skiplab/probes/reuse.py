@@ -55,7 +55,7 @@ def reuse_map(block: DenseBlock, transition: Transition | None = None, *,
 
 @torch.no_grad()
 def reuse_ablation_map(model: DenseNet, block_index: int, x: torch.Tensor, y: torch.Tensor,
-                       *, normalise_rows: bool = True) -> np.ndarray:
+                       *, normalise_rows: bool = True, batch_size: int = 1024) -> np.ndarray:
     """(n_targets, n_sources) rise of the loss when one target stops seeing one source.
 
     For target t (each dense layer of block ``block_index``, then what reads the whole block:
@@ -63,7 +63,8 @@ def reuse_ablation_map(model: DenseNet, block_index: int, x: torch.Tensor, y: to
     input, layers 1 .. L), the channels of s in t's input, and only there, are replaced by
     their mean over the batch; the entry is the loss on (x, y) minus the intact loss. It asks
     what the trained net *does* with each connection, where :func:`reuse_map` reads weights.
-    The model is evaluated in eval mode and left in the mode it was in.
+    The mean is taken over each evaluation batch of ``batch_size`` examples. The model is
+    evaluated in eval mode and left in the mode it was in.
 
     Args:
         model: a :class:`~skiplab.models.DenseNet`.
@@ -71,6 +72,12 @@ def reuse_ablation_map(model: DenseNet, block_index: int, x: torch.Tensor, y: to
         x, y: an evaluation batch (B, C, *S) and its (B,) labels.
     """
     import torch.nn.functional as F
+
+    def loss() -> float:
+        total = sum(F.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size],
+                                    reduction="sum").item()
+                    for i in range(0, len(y), batch_size))
+        return total / len(y)
 
     block = model.blocks[block_index]
     layers = list(block.layers)
@@ -81,7 +88,7 @@ def reuse_ablation_map(model: DenseNet, block_index: int, x: torch.Tensor, y: to
     was_training = model.training
     model.eval()
     try:
-        base = F.cross_entropy(model(x), y).item()
+        base = loss()
         grid = np.full((len(readers), len(layers) + 1), np.nan)
         for t, reader in enumerate(readers):
             n_channels = layers[t].in_channels if t < len(layers) else block.out_channels
@@ -92,7 +99,7 @@ def reuse_ablation_map(model: DenseNet, block_index: int, x: torch.Tensor, y: to
                     return (h,)
                 handle = reader.register_forward_pre_hook(ablate)
                 try:
-                    grid[t, s] = F.cross_entropy(model(x), y).item() - base
+                    grid[t, s] = loss() - base
                 finally:
                     handle.remove()
     finally:
