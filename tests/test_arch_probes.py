@@ -114,3 +114,14 @@ def test_other_architecture_figures_have_their_traces():
     assert list(heat.data[0].y)[-1] == "next"
     widths = width_profile_figure({"k": [4, 8, 12]})
     assert list(widths.data[0].y) == [4, 8, 12]
+
+
+def test_normalised_rows_keeps_missing_cells_and_survives_rows_without_a_rise():
+    from skiplab.probes import normalised_rows
+
+    grid = np.array([[2.0, np.nan, np.nan], [-1.0, -0.5, np.nan], [1.0, 4.0, -3.0]])
+    out = normalised_rows(grid)
+    assert np.isnan(out[0, 1:]).all() and out[0, 0] == 1.0
+    np.testing.assert_array_equal(out[1, :2], [0.0, 0.0])
+    assert np.isnan(out[1, 2])
+    np.testing.assert_allclose(out[2], [0.25, 1.0, 0.0])

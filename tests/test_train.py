@@ -104,3 +104,27 @@ def test_bad_arguments_are_clear_errors(digits):
         train(make_model(), digits, steps=1, optimizer="rmsprop")
     with pytest.raises(ValueError, match="steps=0"):
         train(make_model(), digits, steps=0)
+
+
+def test_warmup_and_milestones_set_the_learning_rate_per_step(monkeypatch):
+    import importlib
+
+    train_module = importlib.import_module("skiplab.train")
+
+    optimisers = []
+    original = train_module._make_optimizer
+
+    def keep(*args, **kwargs):
+        optimisers.append(original(*args, **kwargs))
+        return optimisers[-1]
+
+    monkeypatch.setattr(train_module, "_make_optimizer", keep)
+    data = load_digits(seed=0, device="cpu")
+    seed_everything(0)
+    model = DeepMLP(MLPConfig(64, 10, depth=3, width=8))
+    lrs = []
+    train(model, data, steps=8, batch_size=8, lr=1.0, warmup=(2, 0.1), lr_milestones=(5,),
+          on_step=lambda step, loss: lrs.append(round(optimisers[0].param_groups[0]["lr"], 8)),
+          show_progress=False, seed=0)
+    # after step s (counted from 1) the optimiser holds the rate of step s + 1
+    assert lrs == [0.1, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1]

@@ -17,8 +17,10 @@ Memory: a block of L layers holds feature maps with c_0 + k, c_0 + 2k, ... chann
 concatenating them anew in every layer and keeping each concatenation (and its normalised
 copy) for the backward pass costs memory quadratic in L. :class:`DenseBlock` keeps the
 list of new feature maps instead, and with ``efficient=True`` each layer recomputes its
-concatenation, BatchNorm and ReLU in the backward pass (gradient checkpointing, Pleiss et
-al. 2017) rather than storing them: linear memory for a little more compute. Outputs and
+concatenation, BatchNorm, ReLU and 1x1 convolution in the backward pass (gradient
+checkpointing, as torchvision's ``memory_efficient=True``; Pleiss et al. 2017 share
+storage to recompute only the concatenation and BatchNorm) rather than storing them:
+linear memory for more compute. Outputs and
 gradients are the same either way; the recomputation does not update BatchNorm's running
 statistics a second time.
 """
@@ -63,8 +65,8 @@ class DenseLayer(nn.Module):
         in_channels: channels of x (all earlier feature maps of the block, concatenated).
         growth_rate: k, the channels this layer adds.
         bn_size: the 1x1 bottleneck has ``bn_size * k`` channels (4 in the paper).
-        efficient: recompute the concatenation, BatchNorm and ReLU in the backward pass
-            instead of storing them (same outputs and gradients, less memory).
+        efficient: recompute the concatenation, BatchNorm, ReLU and 1x1 convolution in the
+            backward pass instead of storing them (same outputs and gradients, less memory).
         dims: 1 for signals (B, C, L), 2 for images (B, C, H, W).
 
     Shapes: forward (B, in_channels, *S) -> (B, in_channels + growth_rate, *S);

@@ -135,7 +135,12 @@ def load_torchvision_densenet(model: DenseNet, state_dict: Mapping[str, torch.Te
 
 def resnet_from_torchvision(reference: nn.Module) -> ResNet:
     """A skiplab ResNet with the architecture and weights of a torchvision ResNet-18/34/50,
-    -101 or -152 (read from the module itself: block type and blocks per stage)."""
+    -101 or -152 (read from the module itself: block type and blocks per stage).
+
+    Both are "ResNet v1.5": a bottleneck's stride sits on its 3x3 convolution. Weights of
+    the original v1 layout (stride on the first 1x1) have the same names and shapes, so no
+    converter could tell them apart; they would load and compute a different function.
+    """
     stages = [getattr(reference, f"layer{i}") for i in range(1, 5)]
     layers = tuple(len(stage) for stage in stages)
     kind = "bottleneck" if hasattr(stages[0][0], "conv3") else "basic"
@@ -149,6 +154,8 @@ def resnet_from_torchvision(reference: nn.Module) -> ResNet:
 
 def densenet_from_torchvision(reference: nn.Module) -> DenseNet:
     """A skiplab DenseNet with the architecture and weights of a torchvision DenseNet."""
+    # torchvision's DenseNets all use the ImageNet stem and compression 0.5 (the defaults of
+    # DenseNetConfig); the rest is read from the module
     features = reference.features
     blocks = [m for name, m in features.named_children() if name.startswith("denseblock")]
     first = blocks[0].denselayer1

@@ -11,7 +11,7 @@ from .hessian import (
 )
 from .identity import IdentityFit, fit_identity
 from .lesion import LayerSite, delete_block, delete_layer, lesion_study, plain_layer_sites
-from .reuse import reuse_ablation_map, reuse_map
+from .reuse import normalised_rows, reuse_ablation_map, reuse_map
 from .symmetry import (
     clone_unit_,
     log10_factorial,
@@ -44,6 +44,7 @@ __all__ = [
     "model_loss_fn",
     "near_zero_fraction",
     "node_overlap",
+    "normalised_rows",
     "permute_stream_",
     "permute_units_",
     "plain_layer_sites",

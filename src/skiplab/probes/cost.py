@@ -7,7 +7,9 @@
 - :func:`peak_memory` measures the most memory a call held at once above what was held
   before it: on CUDA from the allocator's own peak counter; on a Linux CPU by sampling
   glibc's count of bytes in use (``mallinfo2``) from a background thread every 0.2 ms
-  while the call runs (PyTorch's CPU tensors come from glibc's malloc).
+  while the call runs (PyTorch's CPU tensors come from glibc's malloc). Each sample
+  briefly locks malloc's arenas, which slows an allocation-heavy call: never time a
+  computation through :func:`peak_memory`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import torch
 from ..blocks.dense import DenseBlock, Transition
 from ..models.densenet import DenseNet
 
-__all__ = ["reuse_ablation_map", "reuse_map"]
+__all__ = ["normalised_rows", "reuse_ablation_map", "reuse_map"]
 
 
 def _source_slices(in_channels: int, block_input: int, growth: int) -> list[slice]:
@@ -104,9 +104,19 @@ def reuse_ablation_map(model: DenseNet, block_index: int, x: torch.Tensor, y: to
                     handle.remove()
     finally:
         model.train(was_training)
-    if normalise_rows:
-        grid = np.clip(grid, 0, None)
-        top = np.nanmax(grid, axis=1, keepdims=True)
-        grid = np.divide(grid, top, out=np.zeros_like(grid), where=top > 0)
-        grid[np.isnan(grid)] = np.nan
-    return grid
+    return normalised_rows(grid) if normalise_rows else grid
+
+
+def normalised_rows(grid: np.ndarray) -> np.ndarray:
+    """Clip negative entries to 0 and divide each row by its largest entry.
+
+    NaN entries (connections that do not exist) stay NaN; a row with no positive entry
+    becomes all zeros (where it is not NaN) instead of a division by zero. Returns a new
+    array.
+    """
+    missing = np.isnan(grid)
+    clipped = np.clip(np.nan_to_num(grid, nan=0.0), 0, None)
+    top = clipped.max(axis=1, keepdims=True)
+    out = np.divide(clipped, top, out=np.zeros_like(clipped), where=top > 0)
+    out[missing] = np.nan
+    return out
