@@ -10,6 +10,8 @@ Both standardise features with the training split's statistics only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,26 @@ class DataSplit:
         return DataSplit(self.x_train.to(device), self.y_train.to(device),
                          self.x_test.to(device), self.y_test.to(device),
                          self.n_classes, self.name)
+
+    def classes(self, keep: Sequence[int], name: str | None = None) -> DataSplit:
+        """Only the examples of the classes in ``keep``, relabelled 0 .. len(keep) - 1 in
+        the order given (e.g. ``data.classes([5, 6, 7, 8, 9])`` maps 5 to 0)."""
+        keep = list(keep)
+        bad = [c for c in keep if not 0 <= c < self.n_classes]
+        if bad or len(set(keep)) != len(keep):
+            raise ValueError(f"classes {keep} must be distinct and in 0..{self.n_classes - 1}")
+        lookup = torch.full((self.n_classes,), -1, dtype=torch.long)
+        lookup[torch.tensor(keep)] = torch.arange(len(keep))
+
+        def select(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            new = lookup.to(y.device)[y]
+            mask = new >= 0
+            return x[mask], new[mask]
+
+        x_train, y_train = select(self.x_train, self.y_train)
+        x_test, y_test = select(self.x_test, self.y_test)
+        label = name if name is not None else f"{self.name} classes {keep}"
+        return DataSplit(x_train, y_train, x_test, y_test, len(keep), label)
 
     def __repr__(self) -> str:
         return (f"DataSplit({self.name!r}, train={tuple(self.x_train.shape)}, "

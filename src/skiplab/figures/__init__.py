@@ -20,6 +20,7 @@ from .degradation import (
     lesion_figure,
     path_length_figure,
 )
+from .finetune import embedding_scatter_figure, forgetting_figure, retrieval_curves_figure
 from .symmetry import (
     landscape_contour_figure,
     landscape_surface_figure,
@@ -34,8 +35,11 @@ __all__ = [
     "accuracy_per_parameter_figure",
     "block_anatomy_figure",
     "block_profile_figure",
+    "retrieval_curves_figure",
     "reuse_heatmap_figure",
     "depth_curves_figure",
+    "embedding_scatter_figure",
+    "forgetting_figure",
     "final_loss_figure",
     "gradient_heatmap_figure",
     "history_figure",

@@ -1,0 +1,215 @@
+"""Heads, the tailor, and the fine-tuning tools (loss, retrieval metrics, training loop)."""
+
+import pytest
+import torch
+import torchvision
+
+from skiplab import load_digits
+from skiplab.finetune import retrieval_metrics, supervised_contrastive_loss, train_embedding
+from skiplab.heads import (HEADS, EmptyHead, GatedHead, LinearHead, ProjectionHead,
+                           SequentialHead, SkipConnectionHead, WideningHead, load_head)
+from skiplab.models import CifarNet, CifarNetConfig, resnet50
+from skiplab.tailor import (cache_embeddings, dense_layers, list_layers, to_embedding_model)
+
+D = 16
+
+
+def all_heads():
+    return [EmptyHead(D), LinearHead(D, 8), GatedHead(D), WideningHead(D),
+            SkipConnectionHead(D), SkipConnectionHead(D, gate="zero", n_layers=2),
+            ProjectionHead(D, 12), SequentialHead(GatedHead(D), ProjectionHead(D, 4))]
+
+
+@pytest.mark.parametrize("head", all_heads(), ids=lambda h: type(h).__name__)
+def test_heads_map_embeddings_and_round_trip_through_a_folder(head, tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(6, D)
+    head.train()
+    with torch.no_grad():
+        head(x)                       # one batch's worth of BatchNorm statistics too
+    head.eval()
+    y = head(x)
+    assert y.shape == (6, head.output_dim)
+    head.save(tmp_path / "head")
+    loaded = load_head(tmp_path / "head").eval()
+    assert type(loaded) is type(head)
+    assert torch.equal(loaded(x), y)
+    with pytest.raises(ValueError, match=f"expects \\(B, {D}\\)"):
+        head(torch.randn(6, D + 1))
+
+
+def test_every_head_class_is_registered():
+    assert {"EmptyHead", "LinearHead", "GatedHead", "WideningHead", "SkipConnectionHead",
+            "ProjectionHead", "SequentialHead"} <= set(HEADS)
+
+
+def test_skip_head_identity_at_initialisation():
+    torch.manual_seed(0)
+    x = torch.randn(32, D)
+    zero = SkipConnectionHead(D, gate="zero", n_layers=3)
+    assert torch.equal(zero(x), x)
+    sigmoid = SkipConnectionHead(D)
+    bound = sigmoid.identity_bound * sigmoid.fcs[0](x).abs()
+    assert sigmoid.identity_bound == pytest.approx(0.01799, abs=1e-5)
+    assert ((sigmoid(x) - x).abs() <= bound + 1e-6).all()
+    assert not torch.equal(sigmoid(x), x)
+
+
+def test_zero_gate_gets_a_gradient_at_step_zero_and_its_linear_layer_does_not():
+    torch.manual_seed(0)
+    head = SkipConnectionHead(D, gate="zero")
+    head(torch.randn(8, D)).pow(2).sum().backward()
+    assert head.fcs[0].weight.grad.abs().max() == 0
+    assert head.gates[0].grad.abs().max() > 0
+    opt = torch.optim.SGD(head.parameters(), lr=0.1)
+    opt.step()
+    opt.zero_grad()
+    head(torch.randn(8, D)).pow(2).sum().backward()
+    assert head.fcs[0].weight.grad.abs().max() > 0      # after one step it learns
+
+
+def test_sigmoid_gate_head_trains_both_parts_from_the_start():
+    torch.manual_seed(0)
+    head = SkipConnectionHead(D)
+    head(torch.randn(8, D)).pow(2).sum().backward()
+    assert head.fcs[0].weight.grad.abs().max() > 0 and head.gates[0].grad.abs().max() > 0
+
+
+def test_head_configuration_errors():
+    with pytest.raises(ValueError, match="gate="):
+        SkipConnectionHead(D, gate="open")
+    with pytest.raises(ValueError, match="outputs 8 dimensions"):
+        SequentialHead(LinearHead(D, 8), GatedHead(D))
+    with pytest.raises(ValueError, match="input_dim"):
+        LinearHead(0)
+
+
+def test_load_head_names_an_unknown_head(tmp_path):
+    folder = GatedHead(D).save(tmp_path / "h")
+    (folder / "config.json").write_text('{"head": "Nope", "config": {}}')
+    with pytest.raises(ValueError, match="known heads"):
+        load_head(folder)
+
+
+@pytest.mark.parametrize("maker, expected", [
+    (lambda: torchvision.models.resnet50(), 2048), (lambda: resnet50(), 2048),
+    (lambda: CifarNet(CifarNetConfig(depth=8, widths=(4, 8, 16))), 16)])
+def test_tailor_cuts_before_the_classifier_and_freezes(maker, expected):
+    torch.manual_seed(0)
+    model = to_embedding_model(maker(), freeze=True, head=SkipConnectionHead(expected))
+    assert model.embedding_dim == expected
+    x = torch.randn(2, 3, 64, 64) if expected == 2048 else torch.randn(2, 3, 16, 16)
+    model.train()
+    model(x).pow(2).sum().backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.grad is not None for p in model.head.parameters())
+    assert not model.encoder.training           # a frozen encoder stays in eval mode
+
+
+def test_tailor_output_dim_attaches_a_projection_head_and_partial_freeze_by_prefix():
+    model = to_embedding_model(resnet50(), output_dim=1024, freeze=["stem", "stages.0"])
+    assert isinstance(model.head, ProjectionHead) and model.output_dim == 1024
+    frozen = {n for n, p in model.encoder.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith(("stem.", "stages.0.")) for n in frozen)
+    assert model.encoder.stages[1][0].branch[0].conv.weight.requires_grad
+
+
+def test_tailor_cut_after_a_named_layer_matches_the_features():
+    torch.manual_seed(0)
+    net = resnet50().eval()
+    model = to_embedding_model(net, "pool", example=torch.randn(1, 3, 64, 64)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), net.features(x))
+    assert model.embedding_dim == 2048
+
+
+def test_tailor_refuses_bad_requests_clearly():
+    with pytest.raises(ValueError, match="did you mean 'stages.3'"):
+        to_embedding_model(resnet50(), "stagse.3")
+    with pytest.raises(ValueError, match="leaves nothing to train"):
+        to_embedding_model(resnet50(), freeze=True)
+    with pytest.raises(ValueError, match="not both"):
+        to_embedding_model(resnet50(), head=EmptyHead(2048), output_dim=8)
+    with pytest.raises(ValueError, match="needs an example"):
+        to_embedding_model(resnet50(), "pool")
+    with pytest.raises(ValueError, match="matches no parameter"):
+        to_embedding_model(resnet50(), freeze=["stemm"])
+    net = resnet50()
+    with pytest.raises(ValueError, match="head expects 512 dimensions but the cut .* 2048"):
+        to_embedding_model(net, head=EmptyHead(512), freeze=True)
+    assert all(p.requires_grad for p in net.parameters())    # a refused request changes nothing
+
+
+def test_list_and_dense_layers():
+    net = torchvision.models.resnet18()
+    assert dense_layers(net) == ["fc"]
+    layers = list_layers(net, torch.randn(1, 3, 64, 64))
+    assert layers[0].name == "conv1" and layers[-1].name == "fc"
+    assert layers[-1].output_shape == (1, 1000) and layers[-1].parameters == 513_000
+
+
+def test_cached_embeddings_equal_the_frozen_encoders_and_train_the_same_head():
+    torch.manual_seed(0)
+    data = load_digits(images=True, seed=0, device="cpu")
+    encoder = CifarNet(CifarNetConfig(depth=8, widths=(4, 8, 16), in_channels=1))
+    plain = to_embedding_model(encoder, freeze=True, output_dim=8)
+    cached = to_embedding_model(
+        CifarNet(CifarNetConfig(depth=8, widths=(4, 8, 16), in_channels=1)),
+        freeze=True, output_dim=8)
+    cached.load_state_dict(plain.state_dict())
+    x, y = data.x_train[:200], data.y_train[:200]
+    cache = cache_embeddings(cached, x, batch_size=64)
+    plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(cache, plain.embed(x))
+    kw = dict(steps=5, evaluate=lambda m: {}, batch_size=32, seed=0, show_progress=False)
+    train_embedding(plain, x, y, **kw)
+    train_embedding(cached.head, cache, y, **kw)
+    for a, b in zip(plain.head.parameters(), cached.head.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_supervised_contrastive_loss_prefers_clustered_classes():
+    labels = torch.tensor([0, 0, 1, 1])
+    clustered = torch.tensor([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]])
+    mixed = torch.tensor([[1.0, 0], [0, 1.0], [0.9, 0.1], [0.1, 0.9]])
+    assert supervised_contrastive_loss(clustered, labels) < supervised_contrastive_loss(
+        mixed, labels)
+    with pytest.raises(ValueError, match="no anchor"):
+        supervised_contrastive_loss(torch.randn(3, 2), torch.tensor([0, 1, 2]))
+
+
+def test_retrieval_metrics_on_a_hand_example():
+    # 1-D positions on a circle: each point's nearest neighbours are known
+    z = torch.tensor([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0], [-0.1, 0.99]])
+    labels = torch.tensor([0, 0, 1, 0])
+    m = retrieval_metrics(z, labels, k=1)
+    # queries: 0 -> 1 (hit), 1 -> 0 (hit), 2 -> 3 (miss), 3 -> 2 (miss; first hit: 1 at rank 2)
+    assert m["precision@1"] == pytest.approx(0.5)
+    assert m["mrr"] == pytest.approx((1 + 1 + 0 + 0.5) / 4)
+
+
+def test_train_embedding_records_step_zero_and_improves_retrieval():
+    torch.manual_seed(0)
+    data = load_digits(seed=0, device="cpu")
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                                torch.nn.Linear(32, 16))
+    history = train_embedding(
+        model, data.x_train, data.y_train, steps=60, record_every=30, seed=0,
+        evaluate=lambda m: retrieval_metrics(m(data.x_test), data.y_test, k=5),
+        show_progress=False)
+    assert history.step == [0, 30, 60]
+    assert history.metrics["precision@5"][-1] > history.metrics["precision@5"][0]
+    with pytest.raises(ValueError, match="optimizer"):
+        train_embedding(model, data.x_train, data.y_train, steps=1, optimizer="lbfgs",
+                        evaluate=lambda m: {}, show_progress=False)
+
+
+def test_data_classes_selects_and_relabels():
+    data = load_digits(images=True, seed=0, device="cpu")
+    target = data.classes([5, 6, 7, 8, 9])
+    assert target.n_classes == 5 and set(target.y_train.tolist()) == set(range(5))
+    assert len(target.y_train) == int((data.y_train >= 5).sum())
+    with pytest.raises(ValueError, match="distinct"):
+        data.classes([1, 1])
