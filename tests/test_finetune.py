@@ -49,8 +49,8 @@ def test_skip_head_identity_at_initialisation():
     zero = SkipConnectionHead(D, gate="zero", n_layers=3)
     assert torch.equal(zero(x), x)
     sigmoid = SkipConnectionHead(D)
-    bound = sigmoid.identity_bound * sigmoid.fcs[0](x).abs()
-    assert sigmoid.identity_bound == pytest.approx(0.01799, abs=1e-5)
+    bound = sigmoid.initial_gate * sigmoid.fcs[0](x).abs()
+    assert sigmoid.initial_gate == pytest.approx(0.01799, abs=1e-5)
     assert ((sigmoid(x) - x).abs() <= bound + 1e-6).all()
     assert not torch.equal(sigmoid(x), x)
 
@@ -213,3 +213,51 @@ def test_data_classes_selects_and_relabels():
     assert len(target.y_train) == int((data.y_train >= 5).sum())
     with pytest.raises(ValueError, match="distinct"):
         data.classes([1, 1])
+
+
+def test_tailor_refuses_a_shared_module_and_drops_the_classifier():
+    net = torchvision.models.resnet50()
+    with pytest.raises(ValueError, match="runs 3 times"):
+        to_embedding_model(net, "layer4.2.relu", example=torch.randn(1, 3, 64, 64))
+    model = to_embedding_model(torchvision.models.resnet18())
+    assert isinstance(model.encoder.fc, torch.nn.Identity)
+    assert model.trainable_parameters() == 11_689_512 - 513_000
+
+
+def test_partially_frozen_batchnorm_keeps_its_statistics():
+    torch.manual_seed(0)
+    model = to_embedding_model(CifarNet(CifarNetConfig(depth=8, widths=(4, 8, 16))),
+                               freeze=["stem"], head=SkipConnectionHead(16))
+    model.train()
+    before = model.encoder.stem.norm.running_mean.clone()
+    model(torch.randn(8, 3, 16, 16))
+    assert torch.equal(model.encoder.stem.norm.running_mean, before)
+    assert model.encoder.stages[0][0].branch[0].norm.training    # trainable parts train
+
+
+def test_cache_embeddings_refuses_a_trainable_encoder():
+    model = to_embedding_model(CifarNet(CifarNetConfig(depth=8, widths=(4, 8, 16))))
+    with pytest.raises(ValueError, match="frozen encoder"):
+        cache_embeddings(model, torch.randn(4, 3, 16, 16))
+
+
+def test_retrieval_metrics_break_ties_by_order():
+    z = torch.ones(3, 2)                    # identical embeddings: all similarities tie
+    labels = torch.tensor([0, 1, 0])
+    a = retrieval_metrics(z, labels, k=1)
+    b = retrieval_metrics(z, labels, k=1)
+    assert a == b
+    # stable order: query 0 sees 1 then 2; query 1 sees 0; query 2 sees 0 (a hit)
+    assert a["precision@1"] == pytest.approx(1 / 3)
+
+
+def test_without_head_shares_the_encoder():
+    model = to_embedding_model(CifarNet(CifarNetConfig(depth=8, widths=(4, 8, 16))),
+                               head=SkipConnectionHead(16, gate="zero"))
+    bare = model.without_head()
+    assert bare.encoder is model.encoder and isinstance(bare.head, EmptyHead)
+    x = torch.randn(2, 3, 16, 16)
+    model.eval()
+    bare.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(bare(x), model(x))     # zero gate: identity head

@@ -8,7 +8,7 @@ metrics, and a small training loop that can run on cached embeddings.
 - :func:`retrieval_metrics`: each test embedding queries all the others (leave-one-out)
   by cosine similarity; precision@k is the share of the k nearest with the query's label,
   MRR the mean of 1 / rank of the first such neighbour.
-- :func:`train_embedding`: Adam on the loss, recording the metrics on an evaluation set
+- :func:`train_embedding`: Adam or SGD on the loss, recording the metrics on an evaluation set
   every few steps (step 0 included), with a progress bar.
 """
 
@@ -59,12 +59,13 @@ def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor, k: int = 5
     """Leave-one-out retrieval by cosine similarity: ``{"precision@k": ..., "mrr": ...}``.
 
     Shapes: embeddings (N, D), labels (N,). A query whose class has no other member
-    contributes 0 to the MRR.
+    contributes 0 to the MRR. Ties in similarity keep the examples' order (a stable sort),
+    so the result does not depend on the sorting algorithm; identical embeddings tie.
     """
     z = F.normalize(embeddings.float(), dim=1)
     similarity = z @ z.T
     similarity.fill_diagonal_(float("-inf"))
-    order = similarity.argsort(dim=1, descending=True)[:, :-1]      # drop the query itself
+    order = similarity.argsort(dim=1, descending=True, stable=True)[:, :-1]   # drop the query
     hits = labels[order] == labels[:, None]
     precision = hits[:, :k].float().mean().item()
     first = torch.where(hits.any(1), hits.float().argmax(1) + 1, torch.zeros_like(labels))
@@ -125,7 +126,8 @@ def train_embedding(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps
     model.train()
     running, count = 0.0, 0
     for step in progress(range(1, steps + 1), total=steps, desc=desc, enabled=show_progress):
-        idx = torch.randint(0, len(y), (batch_size,), generator=generator).to(y.device)
+        # a batch without repeats: a duplicated example would be a trivial positive
+        idx = torch.randperm(len(y), generator=generator)[:batch_size].to(y.device)
         loss = supervised_contrastive_loss(model(x[idx]), y[idx], temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()

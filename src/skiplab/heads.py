@@ -71,7 +71,9 @@ class EncoderHead(nn.Module):
 
     @property
     def config(self) -> dict[str, Any]:
-        """The constructor arguments; ``type(head)(**head.config)`` builds a fresh twin."""
+        """The constructor arguments; ``type(head)(**head.config)`` builds a fresh twin (for
+        :class:`SequentialHead`, whose arguments are heads, use :meth:`save` and
+        :func:`load_head`)."""
         return dict(self._config)
 
     def _check(self, x: torch.Tensor) -> None:
@@ -202,8 +204,10 @@ class SkipConnectionHead(EncoderHead):
         skip_dropout: dropout on the branch's input only.
         n_layers: how many such skip layers, one after another.
 
-    At initialisation, for any x: ``|head(x) - x| <= sigmoid(gate_init) * |fc(x)|`` per
-    dimension (with ``gate="zero"``, exactly ``head(x) == x``).
+    At initialisation with one layer, for any x: ``|head(x) - x| <= sigmoid(gate_init) *
+    |fc(x)|`` per dimension (with ``gate="zero"``, exactly ``head(x) == x`` for any number
+    of layers). Note the sigmoid's slope at -4 is 0.018: the gate's gradient is about 50
+    times smaller than a zero gate's, so with plain SGD the sigmoid gate opens slowly.
     """
 
     def __init__(self, input_dim: int, *, gate: Literal["sigmoid", "zero"] = "sigmoid",
@@ -239,14 +243,16 @@ class SkipConnectionHead(EncoderHead):
         return x
 
     @property
-    def identity_bound(self) -> float:
-        """The gate's starting value: 0 for ``"zero"``, sigmoid(gate_init) otherwise."""
+    def initial_gate(self) -> float:
+        """The gate's value at initialisation: 0 for ``"zero"``, sigmoid(gate_init)
+        otherwise (the trained gates are :meth:`gate_values`)."""
         return 0.0 if self.gate_kind == "zero" else 1 / (1 + math.exp(-self._config["gate_init"]))
 
 
 class ProjectionHead(EncoderHead):
     """A trainable projection to ``output_dim``: [Linear (no bias), BatchNorm, ReLU] x
-    (num_layers - 1), then Linear and BatchNorm (Finetuner's projection head).
+    (num_layers - 1), then Linear and BatchNorm (after Finetuner's projection head, which
+    it used for self-supervised training; its last Linear has no bias, ours keeps one).
 
     Shapes: (B, input_dim) -> (B, output_dim); B > 1 in training (BatchNorm).
     """

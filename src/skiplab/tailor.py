@@ -5,10 +5,14 @@ output shapes; :func:`to_embedding_model` cuts the model after a chosen layer (b
 just before its last dense layer, i.e. dropping the classifier), freezes all or some of its
 weights, and attaches a head from :mod:`skiplab.heads`.
 
-The cut works on any model, whatever its ``forward`` does between layers: the wrapper runs
-the original forward and stops it, with a forward hook, as soon as the chosen layer has
-produced its output. Layers after the cut never run, so they cost nothing and learn
-nothing. (Finetuner's tailor, which this follows, rebuilt the model as a graph.)
+The cut works on most models, whatever their ``forward`` does between layers: the wrapper
+runs the original forward and stops it, with a forward hook, as soon as the chosen layer
+has produced its output. Layers after the cut never run, so they cost nothing and learn
+nothing. A module that runs more than once per forward (torchvision's ResNets reuse one
+``relu`` per block) is refused as a cut point, since "its output" would be ambiguous; the
+default cut replaces the last dense layer by ``nn.Identity``, as Finetuner's PyTorch
+tailor did, so the classifier's parameters are gone. (Scripted or compiled models cannot
+be cut this way.)
 
 >>> import torchvision
 >>> model = to_embedding_model(torchvision.models.resnet50(), freeze=True, output_dim=1024)
@@ -47,8 +51,9 @@ def dense_layers(model: nn.Module) -> list[str]:
 
 
 def list_layers(model: nn.Module, example: torch.Tensor) -> list[LayerSummary]:
-    """Every leaf layer (and pooling layer) in the order it runs on ``example``, with the
-    shape of its output (batch dimension included) and its own parameter count."""
+    """Every leaf layer in the order it runs on ``example``, with the shape of its output
+    (batch dimension included) and its own parameter count. A module that runs several
+    times appears once per call (and cannot be a cut point)."""
     summaries: list[LayerSummary] = []
     handles = []
     for name, module in model.named_modules():
@@ -71,7 +76,7 @@ def list_layers(model: nn.Module, example: torch.Tensor) -> list[LayerSummary]:
     return summaries
 
 
-class _Cut(Exception):
+class _Cut(BaseException):   # not Exception: a forward's own ``except Exception`` must not catch it
     def __init__(self, value: torch.Tensor):
         super().__init__()
         self.value = value
@@ -116,13 +121,22 @@ class EmbeddingModel(nn.Module):
         return not any(p.requires_grad for p in self.encoder.parameters())
 
     def train(self, mode: bool = True) -> EmbeddingModel:
-        """Set the head's mode; a frozen encoder always stays in eval mode, so that its
-        BatchNorm keeps its running statistics instead of using (and updating) the
-        batch's, and its embeddings stay the same as those :func:`cache_embeddings`
-        computes."""
+        """Set the mode; frozen parts of the encoder stay in eval mode.
+
+        A fully frozen encoder stays in eval mode, so that its BatchNorm layers keep their
+        running statistics instead of using (and updating) the batch's, and its embeddings
+        stay those :func:`cache_embeddings` computes. With partial freezing, every
+        BatchNorm whose parameters are all frozen stays in eval mode likewise.
+        """
         super().train(mode)
         if self.encoder_frozen:
             self.encoder.eval()
+        else:
+            for module in self.encoder.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    params = list(module.parameters(recurse=False))
+                    if params and not any(p.requires_grad for p in params):
+                        module.eval()
         return self
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,7 +160,16 @@ class EmbeddingModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
 
+    def without_head(self) -> EmbeddingModel:
+        """The same encoder and cut (shared, not copied) with the identity as head: the
+        encoder's own embedding model."""
+        return EmbeddingModel(self.encoder, self.layer, before=self.before,
+                              embedding_dim=self.embedding_dim)
+
     def trainable_parameters(self) -> int:
+        """Trainable parameters of encoder and head. Layers after a named cut stay
+        registered (and are counted) although they never run; the default cut removes the
+        classifier, so nothing unused is counted then."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
@@ -154,8 +177,10 @@ class EmbeddingModel(nn.Module):
 def _output_shape(model: nn.Module, layer: nn.Module, example: torch.Tensor,
                   name: str) -> tuple[int, ...]:
     seen: dict[str, tuple[int, ...]] = {}
+    calls = [0]
 
     def hook(_module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        calls[0] += 1
         seen.setdefault("shape", tuple(output.shape))
 
     handle = layer.register_forward_hook(hook)
@@ -168,6 +193,10 @@ def _output_shape(model: nn.Module, layer: nn.Module, example: torch.Tensor,
         model.train(was)
     if "shape" not in seen:
         raise ValueError(f"layer {name!r} does not run in the model's forward")
+    if calls[0] > 1:
+        raise ValueError(f"layer {name!r} runs {calls[0]} times in one forward (a shared "
+                         "module, e.g. one ReLU reused in a block), so a cut after it is "
+                         "ambiguous; cut after a module that runs once (see list_layers)")
     return tuple(seen["shape"])
 
 
@@ -209,6 +238,7 @@ def to_embedding_model(model: nn.Module, layer_name: str | None = None, *,
         raise ValueError("freeze=True without a head or an output_dim leaves nothing to "
                          "train; attach a head (head=...) or pass output_dim=...")
     before = False
+    classifier_name = None
     if layer_name is None:
         dense = dense_layers(model)
         if not dense:
@@ -216,6 +246,7 @@ def to_embedding_model(model: nn.Module, layer_name: str | None = None, *,
                              "layer_name (see list_layers)")
         layer_name, before = dense[-1], True
         embedding_dim = modules[layer_name].in_features
+        classifier_name = layer_name
     elif layer_name not in modules or not layer_name:
         close = difflib.get_close_matches(layer_name, [n for n in modules if n], n=5)
         raise ValueError(f"no layer named {layer_name!r}"
@@ -237,18 +268,21 @@ def to_embedding_model(model: nn.Module, layer_name: str | None = None, *,
         for prefix in freeze:
             if not any(n == prefix or n.startswith(prefix + ".") for n in params):
                 raise ValueError(f"freeze: {prefix!r} matches no parameter of the model")
+    if classifier_name is not None:
+        # drop the classifier, as Finetuner's tailor did: the cut is at its input, and an
+        # Identity in its place leaves no unused parameters behind
+        parent_name, _, child = classifier_name.rpartition(".")
+        parent = modules[parent_name] if parent_name else model
+        setattr(parent, child, nn.Identity())
     if freeze is True:
         for p in model.parameters():
             p.requires_grad_(False)
     elif freeze:
-        names = list(freeze)
         params = dict(model.named_parameters())
-        for prefix in names:
-            hits = [n for n in params if n == prefix or n.startswith(prefix + ".")]
-            if not hits:
-                raise ValueError(f"freeze: {prefix!r} matches no parameter of the model")
-            for n in hits:
-                params[n].requires_grad_(False)
+        for prefix in freeze:
+            for n in params:
+                if n == prefix or n.startswith(prefix + "."):
+                    params[n].requires_grad_(False)
     if output_dim is not None:
         head = ProjectionHead(embedding_dim, output_dim=output_dim)
     return EmbeddingModel(model, layer_name, before=before, embedding_dim=embedding_dim,
@@ -260,9 +294,15 @@ def cache_embeddings(model: EmbeddingModel, x: torch.Tensor, batch_size: int = 5
                      ) -> torch.Tensor:
     """The encoder's embeddings of all of ``x``, computed once in eval mode: (N, D).
 
-    With a frozen encoder the embeddings never change, so a head can be trained on this
-    cache instead of running the encoder at every step.
+    With a frozen encoder the embeddings never change (as long as the inputs do not:
+    random augmentation would be lost by caching), so a head can be trained on this cache
+    instead of running the encoder at every step. Raises if the encoder is trainable:
+    its embeddings would change during training, and eval-mode embeddings would differ
+    from those training sees.
     """
+    if not model.encoder_frozen:
+        raise ValueError("cache_embeddings needs a frozen encoder (to_embedding_model(..., "
+                         "freeze=True)); a trainable encoder's embeddings change as it trains")
     was = model.encoder.training
     model.encoder.eval()
     try:
