@@ -261,3 +261,28 @@ def test_without_head_shares_the_encoder():
     bare.eval()
     with torch.no_grad():
         torch.testing.assert_close(bare(x), model(x))     # zero gate: identity head
+
+
+def test_finetune_figures_have_their_controls_and_traces():
+    import numpy as np
+
+    from skiplab.figures import (embedding_scatter_figure, forgetting_figure,
+                                 retrieval_curves_figure)
+    from skiplab.finetune import EmbeddingHistory
+
+    histories = {}
+    for name in ("a", "b"):
+        h = EmbeddingHistory()
+        h.record(0, float("nan"), {"precision@5": 0.5, "mrr": 0.6})
+        h.record(10, 1.0, {"precision@5": 0.7, "mrr": 0.8})
+        histories[name] = h
+    fig = retrieval_curves_figure(histories, reference=0.5)
+    assert len(fig.data) == 4 and [t.visible for t in fig.data] == [True, True, False, False]
+    (menu,) = fig.layout.updatemenus
+    assert [b.label for b in menu.buttons] == ["precision@5", "mrr"]
+    assert menu.buttons[1].args[0]["visible"] == [False, False, True, True]
+    bars = forgetting_figure({"a": {"x": 1.0, "y": 0.5}, "b": {"x": 0.2}})
+    assert [t.name for t in bars.data] == ["x", "y"] and np.isnan(bars.data[1].y[1])
+    scatter = embedding_scatter_figure({"p": np.zeros((4, 2)), "q": np.ones((4, 2))},
+                                       np.array([0, 0, 1, 1]))
+    assert len(scatter.data) == 4

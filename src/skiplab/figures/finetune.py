@@ -15,9 +15,11 @@ from .base import _FALLBACK
 __all__ = ["embedding_scatter_figure", "forgetting_figure", "retrieval_curves_figure"]
 
 
+_SERIES = ["#D55E00", "#999999", "#009E73", "#0072B2", "#000000", "#CC79A7", "#E69F00"]
+
+
 def _colours(names: Sequence[str]) -> dict[str, str]:
-    return {name: _FALLBACK[i % len(_FALLBACK)] if i < len(_FALLBACK) else "#777777"
-            for i, name in enumerate(names)}
+    return {name: _SERIES[i % len(_SERIES)] for i, name in enumerate(names)}
 
 
 def retrieval_curves_figure(histories: Mapping[str, EmbeddingHistory], *,
@@ -64,9 +66,10 @@ def forgetting_figure(values: Mapping[str, Mapping[str, float]], *, title: str =
             x=heads, y=[values[h].get(measurement, np.nan) for h in heads], name=measurement,
             marker_color=_FALLBACK[(i + 1) % len(_FALLBACK)],
             hovertemplate=f"%{{x}}<br>{measurement}: %{{y:.3f}}<extra></extra>"))
-    fig.update_layout(title=title, barmode="group", yaxis_title=yaxis_title,
+    fig.update_layout(title={"text": title, "y": 0.97, "yanchor": "top"}, barmode="group",
+                      yaxis_title=yaxis_title,
                       legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"},
-                      margin={"t": 90})
+                      margin={"t": 120})
     return fig
 
 
