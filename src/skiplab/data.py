@@ -234,3 +234,105 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int =
     # advanced indexing over (batch, row, col) gathers (B, H, W, C); move channels back
     return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(
         0, 3, 1, 2).contiguous()
+
+
+@dataclass
+class SegmentationSplit:
+    """Images, masks and thin-structure masks for training and testing.
+
+    Shapes: ``x_*`` (N, 1, H, W) float32, ``y_*`` (N, H, W) int64 in {0, 1},
+    ``thin_*`` (N, H, W) bool: the pixels of the one-pixel-wide structures.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    thin_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    thin_test: torch.Tensor
+    n_classes: int = 2
+    name: str = "shapes"
+
+    def to(self, device: str | torch.device) -> SegmentationSplit:
+        return SegmentationSplit(*(t.to(device) for t in (
+            self.x_train, self.y_train, self.thin_train, self.x_test, self.y_test,
+            self.thin_test)), self.n_classes, self.name)
+
+    def __repr__(self) -> str:
+        return (f"SegmentationSplit({self.name!r}, train={tuple(self.x_train.shape)}, "
+                f"test={tuple(self.x_test.shape)}, device={self.x_train.device})")
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, scale: int) -> np.ndarray:
+    coarse = rng.normal(size=(size // scale + 2, size // scale + 2))
+    fine = np.kron(coarse, np.ones((scale, scale)))[:size, :size]
+    kernel = np.ones(scale) / scale           # box-blur the blocks into a smooth texture
+    fine = np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), 0, fine)
+    return np.apply_along_axis(lambda r: np.convolve(r, kernel, mode="same"), 1, fine)
+
+
+def make_shapes(n: int, size: int = 48, *, seed: int = 0
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Procedural segmentation images: (images (n, size, size) float32, masks int64, thin
+    bool). Deterministic for a seed, any size >= 16.
+
+    Foreground (class 1): filled ellipses and rectangles, and one-pixel-wide curves (random
+    walks with momentum). Distractors that are *not* foreground: small 2x2 dots as bright
+    as the curves, so that telling a curve pixel from a dot needs context (is it part of a
+    line?), while tracing the curve needs pixel precision. Background: a smooth random
+    texture plus white noise.
+    """
+    if size < 16:
+        raise ValueError(f"size={size} is too small; use 16 or more")
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, size, size), np.float32)
+    masks = np.zeros((n, size, size), np.int64)
+    thin = np.zeros((n, size, size), bool)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        fg = np.zeros((size, size), bool)
+        for _ in range(rng.integers(1, 3)):                       # filled shapes
+            cy, cx = rng.uniform(0.2, 0.8, 2) * size
+            ry, rx = rng.uniform(0.06, 0.16, 2) * size
+            if rng.random() < 0.5:
+                fg |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+            else:
+                fg |= (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
+        lines = np.zeros((size, size), bool)
+        for _ in range(rng.integers(2, 4)):                       # one-pixel curves
+            y, x = rng.uniform(0, size, 2)
+            angle = rng.uniform(0, 2 * np.pi)
+            for _ in range(int(size * 1.2)):
+                angle += rng.normal(0, 0.25)
+                y, x = y + np.sin(angle), x + np.cos(angle)
+                r, c = int(round(y)), int(round(x))
+                if 0 <= r < size and 0 <= c < size:
+                    lines[r, c] = True
+        dots = np.zeros((size, size), bool)
+        for _ in range(rng.integers(4, 9)):                       # distractors
+            r, c = rng.integers(0, size - 1, 2)
+            dots[r:r + 2, c:c + 2] = True
+        dots &= ~(fg | lines)
+        thin[i] = lines & ~fg
+        masks[i] = fg | lines
+        image = 0.6 * _smooth_noise(rng, size, max(2, size // 8))
+        image += 1.5 * (fg | lines | dots) + rng.normal(0, 0.35, (size, size))
+        images[i] = image
+    return images, masks, thin
+
+
+def load_shapes(*, n_train: int = 512, n_test: int = 128, size: int = 48, seed: int = 0,
+                device: str | torch.device | None = None) -> SegmentationSplit:
+    """The procedural segmentation task of :func:`make_shapes`, split into train and test
+    sets generated from different seeds (no download)."""
+    from .runtime import get_device
+
+    train = make_shapes(n_train, size, seed=2 * seed)
+    test = make_shapes(n_test, size, seed=2 * seed + 1)
+    tensors = []
+    for images, masks, thin in (train, test):
+        tensors += [torch.from_numpy(images)[:, None], torch.from_numpy(masks),
+                    torch.from_numpy(thin)]
+    split = SegmentationSplit(tensors[0], tensors[1], tensors[2], tensors[3], tensors[4],
+                              tensors[5], name=f"shapes {size}x{size}")
+    return split.to(get_device(device))

@@ -12,6 +12,7 @@ from .hessian import (
 from .identity import IdentityFit, fit_identity
 from .lesion import LayerSite, delete_block, delete_layer, lesion_study, plain_layer_sites
 from .reuse import normalised_rows, reuse_ablation_map, reuse_map
+from .upsampling import checkerboard_share, conv_matrix
 from .symmetry import (
     clone_unit_,
     log10_factorial,
@@ -29,7 +30,9 @@ __all__ = [
     "GradientRecorder",
     "IdentityFit",
     "LayerSite",
+    "checkerboard_share",
     "clone_unit_",
+    "conv_matrix",
     "delete_block",
     "delete_layer",
     "fit_identity",
