@@ -244,3 +244,21 @@ def test_architecture_figure_controls_work_without_a_kernel(server, browser):
         assert not errors, errors
     finally:
         page.close()
+
+
+def test_unet_example_slider_changes_every_panel(server, browser):
+    page, errors, _, _ = load(browser, f"{server}/book/arch/unet.html")
+    try:
+        grid = ("Array.from(document.querySelectorAll('.plotly-graph-div'))"
+                ".filter(d => d.layout.sliders && d.layout.sliders.length"
+                " && d.data[0].type === 'heatmap').at(-1)")
+        before = page.evaluate(f"() => {grid}.data.map(t => JSON.stringify(t.z))")
+        page.evaluate(f"""() => {{ const gd = {grid}; const s = gd.layout.sliders[0].steps[1];
+                                  return Plotly.restyle(gd, s.args[0]); }}""")
+        page.wait_for_timeout(300)
+        after = page.evaluate(f"() => {grid}.data.map(t => JSON.stringify(t.z))")
+        assert len(before) == len(after) >= 5          # input, truth and four predictions
+        assert before[0] != after[0] and before[1] != after[1]
+        assert not errors, errors
+    finally:
+        page.close()

@@ -111,8 +111,9 @@ def test_local_net_sees_a_five_by_five_window():
 
 def test_shapes_data_is_deterministic_and_has_thin_structures():
     a, b = make_shapes(4, 32, seed=3), make_shapes(4, 32, seed=3)
+    assert a[3].any() and not (a[3] & (a[1] == 1)).any()      # decoys are background
     assert all((u == v).all() for u, v in zip(a, b))
-    images, masks, thin = a
+    images, masks, thin, _ = a
     assert images.shape == (4, 32, 32) and set(masks.ravel().tolist()) <= {0, 1}
     assert thin.any() and (masks[thin] == 1).all()
     split = load_shapes(n_train=8, n_test=4, size=24, device="cpu")
@@ -162,3 +163,15 @@ def test_checkerboard_share_separates_strided_transpose_from_interpolation():
     assert checkerboard_share(nn.ConvTranspose2d(4, 4, 2, stride=2), 4) > 0.99
     smooth = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(4, 4, 3, padding=1))
     assert checkerboard_share(smooth, 4) < 1e-6
+
+
+def test_unet_figures():
+    import numpy as np
+
+    from skiplab.figures import level_profile_figure, segmentation_grid_figure
+
+    grid = segmentation_grid_figure(np.zeros((3, 4, 4)), {"truth": np.ones((3, 4, 4))})
+    (slider,) = grid.layout.sliders
+    assert len(slider.steps) == 3 and len(slider.steps[2].args[0]["z"]) == 2
+    lines = level_profile_figure({"a": [1e-9, 1e-3], "no long skips": [1.0, 2.0]})
+    assert lines.layout.yaxis.type == "log" and lines.data[1].line.dash == "dash"

@@ -241,22 +241,26 @@ class SegmentationSplit:
     """Images, masks and thin-structure masks for training and testing.
 
     Shapes: ``x_*`` (N, 1, H, W) float32, ``y_*`` (N, H, W) int64 in {0, 1},
-    ``thin_*`` (N, H, W) bool: the pixels of the one-pixel-wide structures.
+    ``thin_*`` (N, H, W) bool: the pixels of the one-pixel-wide structures;
+    ``decoy_*`` (N, H, W) bool: the distractor pixels (background that looks like
+    foreground up close).
     """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     thin_train: torch.Tensor
+    decoy_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     thin_test: torch.Tensor
+    decoy_test: torch.Tensor
     n_classes: int = 2
     name: str = "shapes"
 
     def to(self, device: str | torch.device) -> SegmentationSplit:
         return SegmentationSplit(*(t.to(device) for t in (
-            self.x_train, self.y_train, self.thin_train, self.x_test, self.y_test,
-            self.thin_test)), self.n_classes, self.name)
+            self.x_train, self.y_train, self.thin_train, self.decoy_train, self.x_test,
+            self.y_test, self.thin_test, self.decoy_test)), self.n_classes, self.name)
 
     def __repr__(self) -> str:
         return (f"SegmentationSplit({self.name!r}, train={tuple(self.x_train.shape)}, "
@@ -272,15 +276,16 @@ def _smooth_noise(rng: np.random.Generator, size: int, scale: int) -> np.ndarray
 
 
 def make_shapes(n: int, size: int = 48, *, seed: int = 0
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Procedural segmentation images: (images (n, size, size) float32, masks int64, thin
-    bool). Deterministic for a seed, any size >= 16.
+    bool, decoys bool). Deterministic for a seed, any size >= 16.
 
     Foreground (class 1): filled ellipses and rectangles, and one-pixel-wide curves (random
-    walks with momentum). Distractors that are *not* foreground: small 2x2 dots as bright
-    as the curves, so that telling a curve pixel from a dot needs context (is it part of a
-    line?), while tracing the curve needs pixel precision. Background: a smooth random
-    texture plus white noise.
+    walks with momentum) that run across much of the image. Decoys that are *not*
+    foreground: short one-pixel dashes (3 to 4 pixels) as bright as the curves. In a small
+    window a dash looks exactly like a piece of a curve, so telling them apart needs
+    context (does the line go on?), while tracing a curve needs pixel precision.
+    Background: a smooth random texture plus white noise.
     """
     if size < 16:
         raise ValueError(f"size={size} is too small; use 16 or more")
@@ -288,6 +293,7 @@ def make_shapes(n: int, size: int = 48, *, seed: int = 0
     images = np.zeros((n, size, size), np.float32)
     masks = np.zeros((n, size, size), np.int64)
     thin = np.zeros((n, size, size), bool)
+    decoys = np.zeros((n, size, size), bool)
     yy, xx = np.mgrid[:size, :size]
     for i in range(n):
         fg = np.zeros((size, size), bool)
@@ -309,16 +315,33 @@ def make_shapes(n: int, size: int = 48, *, seed: int = 0
                 if 0 <= r < size and 0 <= c < size:
                     lines[r, c] = True
         dots = np.zeros((size, size), bool)
-        for _ in range(rng.integers(4, 9)):                       # distractors
-            r, c = rng.integers(0, size - 1, 2)
-            dots[r:r + 2, c:c + 2] = True
-        dots &= ~(fg | lines)
+        for _ in range(rng.integers(5, 10)):                      # decoys: short dashes
+            y, x = rng.uniform(2, size - 2, 2)
+            angle = rng.uniform(0, 2 * np.pi)
+            for _ in range(rng.integers(3, 5)):
+                r, c = int(round(y)), int(round(x))
+                if 0 <= r < size and 0 <= c < size:
+                    dots[r, c] = True
+                y, x = y + np.sin(angle), x + np.cos(angle)
+        dots &= ~_grow(fg | lines)
         thin[i] = lines & ~fg
+        decoys[i] = dots
         masks[i] = fg | lines
         image = 0.6 * _smooth_noise(rng, size, max(2, size // 8))
         image += 1.5 * (fg | lines | dots) + rng.normal(0, 0.35, (size, size))
         images[i] = image
-    return images, masks, thin
+    return images, masks, thin, decoys
+
+
+def _grow(mask: np.ndarray) -> np.ndarray:
+    """The mask dilated by one pixel (8-neighbourhood): decoys keep a gap from the
+    foreground, so that they cannot be read as part of a curve."""
+    padded = np.pad(mask, 1)
+    out = np.zeros_like(mask)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            out |= padded[dy:dy + mask.shape[0], dx:dx + mask.shape[1]]
+    return out
 
 
 def load_shapes(*, n_train: int = 512, n_test: int = 128, size: int = 48, seed: int = 0,
@@ -330,9 +353,47 @@ def load_shapes(*, n_train: int = 512, n_test: int = 128, size: int = 48, seed: 
     train = make_shapes(n_train, size, seed=2 * seed)
     test = make_shapes(n_test, size, seed=2 * seed + 1)
     tensors = []
-    for images, masks, thin in (train, test):
+    for images, masks, thin, decoys in (train, test):
         tensors += [torch.from_numpy(images)[:, None], torch.from_numpy(masks),
-                    torch.from_numpy(thin)]
-    split = SegmentationSplit(tensors[0], tensors[1], tensors[2], tensors[3], tensors[4],
-                              tensors[5], name=f"shapes {size}x{size}")
+                    torch.from_numpy(thin), torch.from_numpy(decoys)]
+    split = SegmentationSplit(*tensors, name=f"shapes {size}x{size}")
     return split.to(get_device(device))
+
+
+def load_oxford_pets(*, size: int = 128, root: str | os.PathLike | None = None,
+                     download: bool = True, max_train: int | None = None,
+                     device: str | torch.device | None = None) -> SegmentationSplit:
+    """Oxford-IIIT Pet with its segmentation trimaps, through torchvision (about 800 MB,
+    downloaded on first use into ``SKIPLAB_DATA`` or ``~/.cache/skiplab``): for the
+    `full` scale of the U-Net chapter.
+
+    Images are resized to ``size`` x ``size`` (bilinear, grey scale) and the trimaps with
+    nearest neighbours. Foreground = pet and its boundary band (trimap 1 and 3); the
+    "thin" mask is the boundary band (trimap 3), where the fine detail is; there are no
+    decoys (an empty mask).
+    """
+    import torchvision
+    from torchvision.transforms import functional as TF
+
+    from .runtime import get_device
+
+    root = Path(root or os.environ.get("SKIPLAB_DATA") or Path.home() / ".cache" / "skiplab")
+    splits = []
+    for split in ("trainval", "test"):
+        dataset = torchvision.datasets.OxfordIIITPet(
+            root=str(root), split=split, target_types="segmentation", download=download)
+        count = len(dataset) if (split == "test" or max_train is None) else min(
+            max_train, len(dataset))
+        xs, ys = [], []
+        for i in range(count):
+            image, trimap = dataset[i]
+            image = TF.resize(TF.to_tensor(TF.to_grayscale(image)), [size, size],
+                              antialias=True)
+            trimap = TF.pil_to_tensor(TF.resize(trimap, [size, size],
+                                                interpolation=TF.InterpolationMode.NEAREST))
+            xs.append((image - 0.5) / 0.25)
+            ys.append(trimap[0].long())
+        x, trimaps = torch.stack(xs), torch.stack(ys)
+        splits += [x, (trimaps != 2).long(), trimaps == 3, torch.zeros_like(trimaps, dtype=bool)]
+    return SegmentationSplit(*splits, name=f"Oxford-IIIT Pet {size}x{size}").to(
+        get_device(device))

@@ -4,6 +4,9 @@
 - :func:`thin_iou`: the fine-detail metric. Foreground IoU restricted to a band of
   ``radius`` pixels around the thin (one-pixel-wide) structures: a prediction that misses
   the thin lines, or smears them, scores low, whatever it does elsewhere.
+- :func:`decoy_rate`: the context metric. The share of decoy pixels (background that
+  looks like foreground up close) predicted as foreground: a net that cannot see far
+  enough to tell a short dash from a piece of a long curve scores high.
 - :func:`boundary_f1`: the boundary F-score with a pixel tolerance: boundary pixels of the
   prediction within ``tolerance`` pixels of a true boundary pixel count as correct
   (precision), and vice versa (recall).
@@ -21,7 +24,8 @@ from torch import nn
 from .data import SegmentationSplit
 from .runtime import get_seed, progress
 
-__all__ = ["SegmentationHistory", "boundary_f1", "evaluate_segmentation", "mean_iou",
+__all__ = ["SegmentationHistory", "boundary_f1", "decoy_rate", "evaluate_segmentation",
+           "mean_iou",
            "thin_iou", "train_segmentation"]
 
 
@@ -52,6 +56,12 @@ def thin_iou(pred: torch.Tensor, target: torch.Tensor, thin: torch.Tensor,
     return (p & t).sum().item() / union if union else 1.0
 
 
+def decoy_rate(pred: torch.Tensor, decoys: torch.Tensor) -> float:
+    """Share of decoy pixels predicted as foreground (lower is better). Shapes (N, H, W)."""
+    total = decoys.sum().item()
+    return ((pred == 1) & decoys).sum().item() / total if total else 0.0
+
+
 def _boundary(mask: torch.Tensor) -> torch.Tensor:
     eroded = ~_dilate(~mask, 1)
     return mask & ~eroded
@@ -69,8 +79,10 @@ def boundary_f1(pred: torch.Tensor, target: torch.Tensor, tolerance: int = 1) ->
 
 @torch.no_grad()
 def evaluate_segmentation(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                          thin: torch.Tensor, batch_size: int = 64) -> dict[str, float]:
-    """Loss, mean IoU, thin-structure IoU and boundary F1 of ``model`` on (x, y), in eval
+                          thin: torch.Tensor, decoys: torch.Tensor | None = None,
+                          batch_size: int = 64) -> dict[str, float]:
+    """Loss, mean IoU, thin-structure IoU, boundary F1 and (given ``decoys``) the decoy
+    rate of ``model`` on (x, y), in eval
     mode (the mode is restored). Predictions are centre-cropped targets' size if the model
     outputs smaller maps (valid padding): the targets are cropped to match."""
     from .models.unet import center_crop
@@ -82,8 +94,11 @@ def evaluate_segmentation(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     size = logits.shape[-2:]
     y, thin = center_crop(y, size), center_crop(thin, size)
     pred = logits.argmax(1)
-    return {"loss": F.cross_entropy(logits, y).item(), "mean IoU": mean_iou(pred, y),
-            "thin IoU": thin_iou(pred, y, thin), "boundary F1": boundary_f1(pred, y)}
+    values = {"loss": F.cross_entropy(logits, y).item(), "mean IoU": mean_iou(pred, y),
+              "thin IoU": thin_iou(pred, y, thin), "boundary F1": boundary_f1(pred, y)}
+    if decoys is not None:
+        values["decoy rate"] = decoy_rate(pred, center_crop(decoys, size))
+    return values
 
 
 @dataclass
@@ -118,7 +133,8 @@ def train_segmentation(model: nn.Module, data: SegmentationSplit, *, steps: int,
     def record(step: int, loss: float) -> None:
         history.step.append(step)
         history.train_loss.append(loss)
-        values = evaluate_segmentation(model, data.x_test, data.y_test, data.thin_test)
+        values = evaluate_segmentation(model, data.x_test, data.y_test, data.thin_test,
+                                       data.decoy_test)
         for name, value in values.items():
             history.metrics.setdefault(name, []).append(value)
 

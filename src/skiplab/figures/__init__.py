@@ -28,6 +28,7 @@ from .symmetry import (
     symmetry_order_figure,
 )
 from .training import history_figure, layer_profile_figure
+from .unet import level_profile_figure, segmentation_grid_figure
 
 __all__ = [
     "LABELS",
@@ -37,6 +38,7 @@ __all__ = [
     "block_profile_figure",
     "retrieval_curves_figure",
     "reuse_heatmap_figure",
+    "segmentation_grid_figure",
     "depth_curves_figure",
     "embedding_scatter_figure",
     "forgetting_figure",
@@ -46,6 +48,7 @@ __all__ = [
     "landscape_contour_figure",
     "landscape_surface_figure",
     "layer_profile_figure",
+    "level_profile_figure",
     "lesion_figure",
     "path_length_figure",
     "series_figure",

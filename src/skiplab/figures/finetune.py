@@ -23,10 +23,16 @@ def _colours(names: Sequence[str]) -> dict[str, str]:
 
 
 def retrieval_curves_figure(histories: Mapping[str, EmbeddingHistory], *,
-                            reference: float | None = None, title: str = "") -> go.Figure:
-    """A retrieval metric over fine-tuning steps, one line per head; a dropdown picks the
-    metric. ``reference``: the pre-trained encoder's own value of the first metric, drawn as
-    a dashed line."""
+                            reference: float | None = None,
+                            reference_label: str = "encoder alone", title: str = "",
+                            xaxis_title: str = "fine-tuning step") -> go.Figure:
+    """Metrics over training steps, one line per run; a dropdown picks the metric.
+
+    ``histories``: objects with ``.step`` and ``.metrics`` (``{name: values}``), e.g.
+    :class:`~skiplab.finetune.EmbeddingHistory` or
+    :class:`~skiplab.segmentation.SegmentationHistory`. ``reference``: a value of the first
+    metric drawn as a dashed line (e.g. the pre-trained encoder's own).
+    """
     names = list(histories)
     metrics = list(next(iter(histories.values())).metrics)
     colours = _colours(names)
@@ -41,13 +47,13 @@ def retrieval_curves_figure(histories: Mapping[str, EmbeddingHistory], *,
                 hovertemplate=f"{name}<br>step %{{x}}: {metric} %{{y:.3f}}<extra></extra>"))
     if reference is not None:
         fig.add_hline(y=reference, line_dash="dash", line_color="#444",
-                      annotation_text="encoder alone", annotation_position="bottom right")
+                      annotation_text=reference_label, annotation_position="bottom right")
     buttons = [{"method": "update", "label": metric,
                 "args": [{"visible": [mm == m for mm in range(len(metrics)) for _ in names]},
                          {"yaxis.title.text": metric}]}
                for m, metric in enumerate(metrics)]
     fig.update_layout(
-        title=title, xaxis_title="fine-tuning step", yaxis_title=metrics[0],
+        title=title, xaxis_title=xaxis_title, yaxis_title=metrics[0],
         updatemenus=[{"buttons": buttons, "x": 0.0, "y": 1.02, "xanchor": "left",
                       "yanchor": "bottom", "direction": "down"}] if len(metrics) > 1 else [],
         legend={"orientation": "h", "y": -0.2}, margin={"t": 90})
