@@ -27,7 +27,8 @@ def segmentation_grid_figure(images: np.ndarray, panels: Mapping[str, np.ndarray
     """
     images = np.asarray(images, dtype=float)
     names = ["input", *panels]
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names,
+    titles = [name.replace(", ", ",<br>").replace(" (", "<br>(") for name in names]
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=titles,
                         horizontal_spacing=0.015)
     n = len(images)
     fig.add_trace(go.Heatmap(z=images[0], colorscale="Greys", reversescale=True,
@@ -42,10 +43,11 @@ def segmentation_grid_figure(images: np.ndarray, panels: Mapping[str, np.ndarray
     for i in range(n):
         z = [images[i]] + [np.asarray(panels[name][i], dtype=float) for name in panels]
         steps.append({"method": "restyle", "label": str(i + 1), "args": [{"z": z}]})
-    fig.update_layout(title=title, height=300 + 0 * n,
+    fig.update_annotations(font_size=11)
+    fig.update_layout(title=title, height=330, plot_bgcolor="white",
                       sliders=[{"active": 0, "currentvalue": {"prefix": "example: "},
                                 "steps": steps, "pad": {"t": 10}}],
-                      margin={"l": 10, "r": 10, "t": 70, "b": 10})
+                      margin={"l": 10, "r": 10, "t": 100, "b": 10})
     for axis in fig.layout:
         if axis.startswith(("xaxis", "yaxis")):
             fig.layout[axis].update(showticklabels=False, showgrid=False, zeroline=False)
