@@ -126,6 +126,8 @@ def test_metrics_on_hand_examples():
     target[0, 4, :] = 1                                  # a one-pixel line
     thin = target.bool()
     assert thin_iou(target, target, thin) == 1.0
+    from skiplab.segmentation import decoy_rate
+    assert decoy_rate(target, torch.zeros_like(thin)) != decoy_rate(target, torch.zeros_like(thin))  # NaN
     assert thin_iou(torch.zeros_like(target), target, thin) == 0.0
     shifted = torch.roll(target, 1, dims=1)              # off by one pixel
     assert thin_iou(shifted, target, thin) == 0.0
@@ -175,3 +177,13 @@ def test_unet_figures():
     assert len(slider.steps) == 3 and len(slider.steps[2].args[0]["z"]) == 2
     lines = level_profile_figure({"a": [1e-9, 1e-3], "no long skips": [1.0, 2.0]})
     assert lines.layout.yaxis.type == "log" and lines.data[1].line.dash == "dash"
+
+
+def test_he_initialisation_option():
+    model = UNet(dataclasses.replace(SMALL, norm=False, init="he"))
+    conv = model.encoder[1].convs.body[0]
+    assert conv.bias.abs().max() == 0
+    fan_in = conv.weight[0].numel()
+    assert abs(conv.weight.std().item() - (2 / fan_in) ** 0.5) < 0.3 * (2 / fan_in) ** 0.5
+    with pytest.raises(ValueError, match="'pytorch', 'he'"):
+        UNetConfig(init="xavier")

@@ -282,9 +282,12 @@ def make_shapes(n: int, size: int = 48, *, seed: int = 0
 
     Foreground (class 1): filled ellipses and rectangles, and one-pixel-wide curves (random
     walks with momentum) that run across much of the image. Decoys that are *not*
-    foreground: short one-pixel dashes (3 to 4 pixels) as bright as the curves. In a small
-    window a dash looks exactly like a piece of a curve, so telling them apart needs
-    context (does the line go on?), while tracing a curve needs pixel precision.
+    foreground: straight one-pixel dashes of 7 to 10 steps, as bright as the curves, kept
+    at least two pixels away from the foreground. A 5x5 window around most dash pixels
+    shows a piece of line just like a piece of a curve, so telling them apart needs context
+    (does the line go on?), while tracing a curve needs pixel precision. (Rounding and
+    crossings make some dashes shorter or merge two; curves cut by the border leave some
+    short foreground fragments: the labels are right, but locally ambiguous both ways.)
     Background: a smooth random texture plus white noise.
     """
     if size < 16:
@@ -315,15 +318,15 @@ def make_shapes(n: int, size: int = 48, *, seed: int = 0
                 if 0 <= r < size and 0 <= c < size:
                     lines[r, c] = True
         dots = np.zeros((size, size), bool)
-        for _ in range(rng.integers(5, 10)):                      # decoys: short dashes
+        for _ in range(rng.integers(4, 8)):                       # decoys: dashes
             y, x = rng.uniform(2, size - 2, 2)
             angle = rng.uniform(0, 2 * np.pi)
-            for _ in range(rng.integers(3, 5)):
+            for _ in range(rng.integers(7, 11)):
                 r, c = int(round(y)), int(round(x))
                 if 0 <= r < size and 0 <= c < size:
                     dots[r, c] = True
                 y, x = y + np.sin(angle), x + np.cos(angle)
-        dots &= ~_grow(fg | lines)
+        dots &= ~_grow(_grow(fg | lines))
         thin[i] = lines & ~fg
         decoys[i] = dots
         masks[i] = fg | lines
@@ -367,10 +370,11 @@ def load_oxford_pets(*, size: int = 128, root: str | os.PathLike | None = None,
     downloaded on first use into ``SKIPLAB_DATA`` or ``~/.cache/skiplab``): for the
     `full` scale of the U-Net chapter.
 
-    Images are resized to ``size`` x ``size`` (bilinear, grey scale) and the trimaps with
-    nearest neighbours. Foreground = pet and its boundary band (trimap 1 and 3); the
-    "thin" mask is the boundary band (trimap 3), where the fine detail is; there are no
-    decoys (an empty mask).
+    Images are resized to ``size`` x ``size`` (bilinear, grey scale, aspect ratio not kept)
+    and the trimaps with nearest neighbours. Foreground = pet and its border band (trimap 1
+    and 3); the "thin" mask is the border band (trimap 3: "not classified", a few pixels
+    wide), so thin IoU there measures agreement in the boundary region, not on one-pixel
+    lines; there are no decoys (an empty mask, and the decoy rate is NaN).
     """
     import torchvision
     from torchvision.transforms import functional as TF

@@ -57,9 +57,10 @@ def thin_iou(pred: torch.Tensor, target: torch.Tensor, thin: torch.Tensor,
 
 
 def decoy_rate(pred: torch.Tensor, decoys: torch.Tensor) -> float:
-    """Share of decoy pixels predicted as foreground (lower is better). Shapes (N, H, W)."""
+    """Share of decoy pixels predicted as foreground (lower is better); NaN when there are
+    no decoys. Shapes (N, H, W)."""
     total = decoys.sum().item()
-    return ((pred == 1) & decoys).sum().item() / total if total else 0.0
+    return ((pred == 1) & decoys).sum().item() / total if total else float("nan")
 
 
 def _boundary(mask: torch.Tensor) -> torch.Tensor:
@@ -68,7 +69,9 @@ def _boundary(mask: torch.Tensor) -> torch.Tensor:
 
 
 def boundary_f1(pred: torch.Tensor, target: torch.Tensor, tolerance: int = 1) -> float:
-    """Boundary F-score of the foreground with a ``tolerance`` in pixels. Shapes (N, H, W)."""
+    """Boundary F-score of the foreground with a ``tolerance`` in pixels, pooled over all
+    images (not averaged per image). A boundary pixel is a foreground pixel with a
+    background 8-neighbour (the image border does not count). Shapes (N, H, W)."""
     pb, tb = _boundary(pred == 1), _boundary(target == 1)
     if pb.sum() == 0 and tb.sum() == 0:
         return 1.0
@@ -120,8 +123,9 @@ def train_segmentation(model: nn.Module, data: SegmentationSplit, *, steps: int,
                        ) -> SegmentationHistory:
     """Adam on pixel-wise cross-entropy; test metrics every ``record_every`` steps.
 
-    Batches are drawn without repeats from a generator seeded by ``seed``, so two models
-    trained with the same seed see the same batches. ``on_step(step)`` is called after
+    Each batch is a fresh random subset (no repeats within a batch; no epochs) from a
+    generator seeded by ``seed``, so two models trained with the same seed see the same
+    batches. ``on_step(step)`` is called after
     each update (the gradients are still in ``.grad``).
     """
     from .models.unet import center_crop

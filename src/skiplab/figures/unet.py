@@ -58,7 +58,7 @@ def segmentation_grid_figure(images: np.ndarray, panels: Mapping[str, np.ndarray
 
 
 def level_profile_figure(series: Mapping[str, Sequence[float]], *,
-                         xaxis_title: str = "encoder level (input → bottleneck)",
+                         xaxis_title: str = "encoder level (0 = full resolution)",
                          yaxis_title: str = "‖∂L/∂W‖ of the level's first convolution",
                          title: str = "") -> go.Figure:
     """One line per configuration over levels, log y axis (values spanning many orders)."""
@@ -66,7 +66,7 @@ def level_profile_figure(series: Mapping[str, Sequence[float]], *,
     every = np.concatenate([np.asarray(v, dtype=float) for v in series.values()])
     for i, (label, values) in enumerate(series.items()):
         fig.add_trace(go.Scatter(
-            x=np.arange(1, len(values) + 1), y=list(values), mode="lines+markers",
+            x=np.arange(len(values)), y=list(values), mode="lines+markers",
             name=label, line={"color": _LINES[i % len(_LINES)],
                               "dash": "dash" if "no long" in label else "solid"},
             hovertemplate=f"{label}<br>level %{{x}}: %{{y:.3g}}<extra></extra>"))

@@ -121,7 +121,11 @@ def _fits(n: int, depth: int, padding: str) -> bool:
 @dataclass(frozen=True)
 class UNetConfig:
     """A U-Net: channels, classes, base width, depth, padding, long-skip mode, up-sampling,
-    normalisation, optional residual (short) skips inside each level."""
+    normalisation, optional residual (short) skips inside each level, and the weights'
+    initialisation: ``"pytorch"`` (PyTorch's default, uniform with variance gain 1/3) or
+    ``"he"`` (Gaussian with std sqrt(2 / fan_in), the paper's choice; biases zero).
+    ``upsample="interpolate"`` is nearest resize + a padded 3x3 convolution, whatever the
+    padding of the rest."""
 
     in_channels: int = 1
     n_classes: int = 2
@@ -133,10 +137,11 @@ class UNetConfig:
     norm: bool = False
     residual: bool = False
     decoder_scale: float = 1.0
+    init: Literal["pytorch", "he"] = "pytorch"
 
     def __post_init__(self) -> None:
         choices = {"padding": ("valid", "same"), "skip": ("concat", "add", "none"),
-                   "upsample": ("transpose", "interpolate")}
+                   "upsample": ("transpose", "interpolate"), "init": ("pytorch", "he")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not known; accepted: "
@@ -251,6 +256,12 @@ class UNet(nn.Module):
             channels = out
         self.decoder = nn.ModuleList(decoder)
         self.classifier = nn.Conv2d(channels, c.n_classes, 1)
+        if c.init == "he":
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.config

@@ -36,8 +36,10 @@ def conv_matrix(conv: nn.Conv2d, input_shape: tuple[int, int, int]) -> torch.Ten
 def checkerboard_share(upsampler: nn.Module, channels: int, size: int = 16,
                        border: int = 2) -> float:
     """Share of the output's variance explained by a period-2 (2x2 phase) pattern when the
-    input is constant (all ones): 1 means a pure checkerboard, 0 none. The ``border``
-    pixels on each side are left out (padding effects are not the artifact)."""
+    input is constant (all ones): 1 means a pure checkerboard, 0 none (a flat output has
+    no variance at all and scores 0). The ``border`` pixels on each side are left out
+    (padding effects are not the artifact). The share is scale-free: it says whether the
+    output is periodic, not how strong the pattern is next to the mean."""
     out = upsampler(torch.ones(1, channels, size, size, dtype=next(
         upsampler.parameters()).dtype))[0].double()
     out = out[:, border:out.shape[1] - border, border:out.shape[2] - border]
