@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["DecoderStage", "EncoderStage", "UNet", "UNetConfig", "center_crop", "local_net",
