@@ -128,3 +128,12 @@ def test_warmup_and_milestones_set_the_learning_rate_per_step(monkeypatch):
           show_progress=False, seed=0)
     # after step s (counted from 1) the optimiser holds the rate of step s + 1
     assert lrs == [0.1, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1]
+    optimisers.clear()
+    lrs.clear()
+    train(model, data, steps=6, batch_size=8, lr=1.0, warmup=(4, "linear"),
+          on_step=lambda step, loss: lrs.append(round(optimisers[0].param_groups[0]["lr"], 8)),
+          show_progress=False, seed=0)
+    # linear warm-up: steps 1..4 use 1/4, 2/4, 3/4, 4/4 of the rate
+    assert lrs == [0.5, 0.75, 1.0, 1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="warmup="):
+        train(model, data, steps=2, warmup=(4, "cosine"), show_progress=False)

@@ -64,7 +64,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              batch_size: int = 1024) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on (x, y), in eval mode.
 
-    Shapes: x (N, *F), y (N,). The model's train/eval mode is restored afterwards.
+    Shapes: x (N, *F), y (N,) with logits (N, C); or, for sequence models, y (N, T) with
+    logits (N, T, C), and then loss and accuracy are per token. The model's train/eval
+    mode is restored afterwards.
     """
     was_training = model.training
     model.eval()
@@ -72,18 +74,31 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     for start in range(0, len(y), batch_size):
         logits = model(x[start:start + batch_size])
         target = y[start:start + batch_size]
-        total_loss += F.cross_entropy(logits, target, reduction="sum").item()
-        correct += (logits.argmax(dim=1) == target).sum().item()
+        loss, hits = _loss_and_hits(logits, target, reduction="sum")
+        total_loss += loss.item()
+        correct += hits
     model.train(was_training)
-    return total_loss / len(y), correct / len(y)
+    return total_loss / y.numel(), correct / y.numel()
+
+
+def _loss_and_hits(logits: torch.Tensor, y: torch.Tensor,
+                   reduction: str = "mean") -> tuple[torch.Tensor, int]:
+    """Cross-entropy and the number of correct predictions; (N, C) or per token (N, T, C)."""
+    if logits.dim() != y.dim() + 1 or logits.shape[:-1] != y.shape:
+        raise ValueError(f"logits of shape {tuple(logits.shape)} do not fit targets of shape "
+                         f"{tuple(y.shape)}: expected logits (*target shape, classes)")
+    flat = logits.reshape(-1, logits.shape[-1])
+    loss = F.cross_entropy(flat, y.reshape(-1), reduction=reduction)
+    hits = int((flat.argmax(dim=1) == y.reshape(-1)).sum().item())
+    return loss, hits
 
 
 def _make_optimizer(name: str, params, lr: float, momentum: float,
-                    weight_decay: float) -> torch.optim.Optimizer:
+                    weight_decay: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
     raise ValueError(f"optimizer={name!r} is not known; accepted: 'sgd', 'adam'")
 
 
@@ -104,7 +119,8 @@ def train(
     momentum: float = 0.9,
     weight_decay: float = 0.0,
     lr_milestones: Sequence[int] = (),
-    warmup: tuple[int, float] | None = None,
+    warmup: tuple[int, float | Literal["linear"]] | None = None,
+    betas: tuple[float, float] = (0.9, 0.999),
     record_every: int = 25,
     seed: int | None = None,
     checkpoint: str | os.PathLike | None = None,
@@ -118,7 +134,8 @@ def train(
     """Train ``model`` on ``data`` with cross-entropy for ``steps`` optimiser steps.
 
     Args:
-        model: maps (B, *F) inputs to (B, n_classes) logits; must live on data's device.
+        model: maps (B, *F) inputs to (B, n_classes) logits, or to (B, T, n_classes) for
+            per-token targets (B, T) (sequence models); must live on data's device.
         data: the train/test tensors.
         steps: optimiser steps in all (a resumed run counts the steps already done).
         batch_size: examples per step; each epoch is a fresh permutation (see
@@ -126,7 +143,10 @@ def train(
         optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"``.
         lr: learning rate; divided by 10 at each step in ``lr_milestones``.
         warmup: ``(steps, factor)``: use ``factor * lr`` for the first ``steps`` steps, e.g.
-            ``(400, 0.1)``, He et al.'s warm-up for their 110-layer CIFAR nets.
+            ``(400, 0.1)``, He et al.'s warm-up for their 110-layer CIFAR nets; or
+            ``(steps, "linear")``: raise the rate linearly from lr/steps to lr over the first
+            ``steps`` steps, the transformer's warm-up.
+        betas: Adam's moment coefficients (transformers commonly use (0.9, 0.98)).
         weight_decay: L2 penalty passed to the optimiser.
         record_every: steps between entries of the returned :class:`History`.
         seed: seed of the batch order (default: :func:`skiplab.runtime.get_seed`).
@@ -154,13 +174,19 @@ def train(
     seed = get_seed(seed)
     device = data.x_train.device
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = _make_optimizer(optimizer, params, lr, momentum, weight_decay)
+    opt = _make_optimizer(optimizer, params, lr, momentum, weight_decay, betas)
     milestones = sorted(lr_milestones)
     warm_steps, warm_factor = warmup if warmup is not None else (0, 1.0)
+    if warm_steps < 0 or not (warm_factor == "linear" or isinstance(warm_factor, (int, float))):
+        raise ValueError(f"warmup={warmup!r}: expected (steps >= 0, factor) or (steps, 'linear')")
 
     def lr_factor(step: int) -> float:
         factor = 0.1 ** sum(step >= m for m in milestones)
-        return factor * warm_factor if step < warm_steps else factor
+        if step >= warm_steps:
+            return factor
+        if warm_factor == "linear":
+            return factor * (step + 1) / warm_steps
+        return factor * warm_factor
 
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     history = History()
@@ -209,15 +235,15 @@ def train(
             generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
             x = augment(x, generator)
         logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        loss, hits = _loss_and_hits(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         schedule.step()
         loss_value = loss.item()
-        sum_loss += loss_value * len(y)
-        sum_correct += (logits.argmax(dim=1) == y).sum().item()
-        count += len(y)
+        sum_loss += loss_value * y.numel()
+        sum_correct += hits
+        count += y.numel()
         done = step + 1
         if done % record_every == 0 or done == steps:
             test_loss, test_acc = evaluate(model, data.x_test, data.y_test)

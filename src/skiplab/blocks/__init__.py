@@ -1,5 +1,6 @@
 """Building blocks, one family per module, plain twins beside skip versions."""
 
+from .attention import MultiHeadAttention, attention, causal_mask, merge_masks
 from .dense import DenseBlock, DenseLayer, Transition
 from .mlp import (
     ACTIVATIONS,
@@ -21,8 +22,18 @@ from .residual import (
     ShortcutB,
     make_shortcut,
 )
+from .transformer import NORMS, DecoderBlock, EncoderBlock, FeedForward, PositionalEncoding
 
 __all__ = [
+    "DecoderBlock",
+    "EncoderBlock",
+    "FeedForward",
+    "MultiHeadAttention",
+    "NORMS",
+    "PositionalEncoding",
+    "attention",
+    "causal_mask",
+    "merge_masks",
     "BasicBlock",
     "Bottleneck",
     "ConvBlock",

@@ -14,9 +14,25 @@ from .densenet import DenseNet, DenseNetConfig, densenet121, densenet_bc
 from .mlp import ARCHITECTURES, DeepMLP, MLPConfig
 from .registry import REGISTRY, ModelSpec, build_model, count_parameters
 from .resnet import RESNET_LAYERS, ResNet, ResNetConfig, resnet18, resnet34, resnet50
+from .transformer import (
+    TRANSFORMER_INITS,
+    EncoderDecoder,
+    SequenceModel,
+    TransformerConfig,
+    decoder_block_from_torch,
+    encoder_block_from_torch,
+    init_transformer_,
+)
 from .variants import SKIP_VARIANTS, SkipVariantMLP
 
 __all__ = [
+    "TRANSFORMER_INITS",
+    "EncoderDecoder",
+    "SequenceModel",
+    "TransformerConfig",
+    "decoder_block_from_torch",
+    "encoder_block_from_torch",
+    "init_transformer_",
     "ARCHITECTURES",
     "DENSENET_RULES",
     "RESNET_RULES",

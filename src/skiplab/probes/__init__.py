@@ -1,5 +1,6 @@
 """Probes that measure a network: gradients, curvature, symmetry, lesions."""
 
+from .attention import collapse_profile, stream_grad_norms, token_uniformity
 from .cost import MemoryPeak, count_macs, peak_memory
 from .gradients import GradientRecorder, hidden_grad_norms, layer_grad_norms
 from .hessian import (
@@ -24,6 +25,9 @@ from .symmetry import (
 )
 
 __all__ = [
+    "collapse_profile",
+    "stream_grad_norms",
+    "token_uniformity",
     "MemoryPeak",
     "count_macs",
     "peak_memory",
