@@ -262,3 +262,33 @@ def test_unet_example_slider_changes_every_panel(server, browser):
         assert not errors, errors
     finally:
         page.close()
+
+
+def test_transformer_page_shows_both_forwards_and_its_depth_slider_works(server, browser):
+    page, errors, _, _ = load(browser, f"{server}/book/arch/transformer.html")
+    try:
+        # the two forwards, side by side, from the library's source
+        columns = page.eval_on_selector_all(
+            "div[style*='display:flex'] > pre, div[style*='display: flex'] > pre",
+            "pres => pres.map(p => p.innerText)")
+        assert len(columns) == 2, columns
+        assert "def forward_post" in columns[0] and "def forward_pre" in columns[1]
+        # gradient profile: the slider's last step shows the deepest stacks
+        profile = ("Array.from(document.querySelectorAll('.plotly-graph-div'))"
+                   ".find(d => d.layout.sliders && d.layout.sliders.length)")
+        lengths = f"() => {profile}._fullData.filter(t => t.visible === true).map(t => t._length)"
+        first = page.evaluate(lengths)
+        page.evaluate(f"""() => {{ const gd = {profile};
+                                  const s = gd.layout.sliders[0].steps.at(-1);
+                                  return Plotly.update(gd, s.args[0], s.args[1]); }}""")
+        page.wait_for_timeout(300)
+        last = page.evaluate(lengths)
+        assert len(first) == len(last) == 2          # post-norm and pre-norm
+        assert min(last) > max(first)
+        # rank collapse spans many orders of magnitude: a log axis
+        log_axes = page.evaluate("""() => Array.from(document.querySelectorAll('.plotly-graph-div'))
+            .filter(d => d.layout.yaxis && d.layout.yaxis.type === 'log').length""")
+        assert log_axes >= 3
+        assert not errors, errors
+    finally:
+        page.close()

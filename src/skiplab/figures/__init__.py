@@ -27,7 +27,7 @@ from .symmetry import (
     series_figure,
     symmetry_order_figure,
 )
-from .training import history_figure, layer_profile_figure
+from .training import history_figure, layer_profile_figure, layer_series_figure
 from .unet import level_profile_figure, segmentation_grid_figure
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "landscape_contour_figure",
     "landscape_surface_figure",
     "layer_profile_figure",
+    "layer_series_figure",
     "level_profile_figure",
     "lesion_figure",
     "path_length_figure",

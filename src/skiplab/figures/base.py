@@ -17,6 +17,12 @@ PALETTE: dict[str, str] = {
     "pre-activation": "#CC79A7",
     "ResNet": "#009E73",
     "DenseNet": "#0072B2",
+    "post-norm": "#D55E00",
+    "post-norm + warm-up": "#E69F00",
+    "pre-norm": "#009E73",
+    "attention only": "#D55E00",
+    "attention + skip": "#009E73",
+    "attention + FFN, no skip": "#E69F00",
 }
 _FALLBACK = ["#E69F00", "#56B4E9", "#CC79A7", "#F0E442", "#000000"]
 LABELS: dict[str, str] = {

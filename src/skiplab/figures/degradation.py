@@ -11,7 +11,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from ..train import History
-from .base import _colour, _label
+from .base import PALETTE, _colour, _label
 
 __all__ = [
     "depth_curves_figure",
@@ -172,7 +172,7 @@ def lesion_figure(accuracy: Mapping[str, Mapping[int, float]], intact: Mapping[s
     for c, name in enumerate(names, start=1):
         what = (unit or {}).get(name, "part")
         idx = list(accuracy[name])
-        arch = "residual" if "res" in name.lower() else "plain"
+        arch = name if name in PALETTE else "residual" if "res" in name.lower() else "plain"
         fig.add_trace(go.Bar(
             x=idx, y=[accuracy[name][i] for i in idx], name=name, showlegend=False,
             marker_color=_colour(arch, c),

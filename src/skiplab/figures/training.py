@@ -142,3 +142,23 @@ def history_figure(histories: Mapping[str, History], *, title: str = "",
                       "y": 1.08, "yanchor": "bottom"}],
     )
     return fig
+
+
+def layer_series_figure(series: Mapping[str, Sequence[float]], *, xaxis_title: str = "layer",
+                        yaxis_title: str = "", title: str = "",
+                        log_y: bool = True) -> go.Figure:
+    """One line per label over layers 0, 1, 2, ... (log y axis by default)."""
+    fig = go.Figure()
+    every = np.concatenate([np.asarray(v, dtype=float) for v in series.values()])
+    for i, (label, values) in enumerate(series.items()):
+        fig.add_trace(go.Scatter(
+            x=np.arange(len(values)), y=np.asarray(values, dtype=float), mode="lines+markers",
+            name=_label(label), line={"color": _colour(label, i)}, marker={"size": 5},
+            hovertemplate=f"{_label(label)}<br>{xaxis_title.split(' (')[0]} %{{x}}: %{{y:.3g}}"
+                          "<extra></extra>"))
+    yaxis = {"title": yaxis_title}
+    if log_y:
+        yaxis.update(type="log", range=_log_range(every), exponentformat="power")
+    fig.update_layout(title={"text": title or None}, xaxis_title=xaxis_title, yaxis=yaxis,
+                      legend={"orientation": "h", "y": -0.22}, height=440)
+    return fig
