@@ -50,8 +50,10 @@ def test_filter_normalised_direction_has_the_weights_filter_norms_and_zeros_else
     for p, t in zip(net.parameters(), layer):
         if p.dim() > 1:
             torch.testing.assert_close(t.norm(), p.detach().norm(), rtol=1e-5, atol=1e-7)
-    raw = random_direction(net, normalisation="none")
+    raw = random_direction(net, normalisation="none", zero_1d=False)
     assert all(t.abs().sum() > 0 for t in raw)
+    raw = random_direction(net, normalisation="none")
+    assert all((t.abs().sum() > 0) == (p.dim() > 1) for p, t in zip(net.parameters(), raw))
     with pytest.raises(ValueError, match="normalisation='unit' is not known"):
         random_direction(net, normalisation="unit")
 

@@ -292,3 +292,28 @@ def test_transformer_page_shows_both_forwards_and_its_depth_slider_works(server,
         assert not errors, errors
     finally:
         page.close()
+
+
+def test_landscape_page_draws_3d_surfaces_and_its_dropdown_switches_nets(server, browser):
+    page, errors, _, _ = load(browser, f"{server}/book/why/landscape.html")
+    try:
+        scenes = ("Array.from(document.querySelectorAll('.plotly-graph-div'))"
+                  ".filter(d => d._fullLayout && d._fullLayout.scene)")
+        # every 3-D figure got a WebGL scene and a canvas to draw it on
+        drawn = page.evaluate(f"""() => {scenes}.map(d => !!(d._fullLayout.scene._scene
+                                  && d._fullLayout.scene._scene.glplot)
+                                  && d.querySelectorAll('canvas').length > 0)""")
+        assert drawn and all(drawn), drawn
+        surface = f"{scenes}[0]"
+        shown = f"() => {surface}.data.findIndex(t => t.visible === true)"
+        assert page.evaluate(shown) == 0
+        title_before = page.evaluate(f"() => {surface}.layout.title.text")
+        page.evaluate(f"""() => {{ const gd = {surface};
+                                  const b = gd.layout.updatemenus[0].buttons.at(-1);
+                                  return Plotly.update(gd, b.args[0], b.args[1]); }}""")
+        page.wait_for_timeout(500)
+        assert page.evaluate(shown) == 3                  # four nets; the last one is shown
+        assert page.evaluate(f"() => {surface}.layout.title.text") != title_before
+        assert not errors, errors
+    finally:
+        page.close()

@@ -62,6 +62,15 @@ def test_fast_path_equals_the_written_out_path_in_outputs_and_gradients(masks):
         torch.testing.assert_close(u, w, **TOL)
 
 
+def test_causal_attention_with_more_keys_than_queries_agrees_on_both_paths():
+    torch.manual_seed(0)
+    fast, slow = MultiHeadAttention(D, H, fast=True), MultiHeadAttention(D, H, fast=False)
+    slow.load_state_dict(fast.state_dict())
+    q, kv = torch.randn(B, 4, D), torch.randn(B, 9, D)
+    torch.testing.assert_close(fast(q, kv, is_causal=True), slow(q, kv, is_causal=True), **TOL)
+    assert causal_mask(2, 3).tolist() == [[False, True, True], [False, False, True]]
+
+
 def test_mask_conventions_true_means_may_not_attend():
     torch.manual_seed(0)
     mha = MultiHeadAttention(D, H, fast=False)

@@ -66,7 +66,8 @@ def _params(model: nn.Module) -> list[torch.Tensor]:
 
 
 def random_direction(model: nn.Module, *, normalisation: Normalisation = "filter",
-                     generator: torch.Generator | None = None) -> Direction:
+                     generator: torch.Generator | None = None,
+                     zero_1d: bool = True) -> Direction:
     """A Gaussian direction shaped like ``model.parameters()``, normalised.
 
     Args:
@@ -74,9 +75,9 @@ def random_direction(model: nn.Module, *, normalisation: Normalisation = "filter
             Li et al.'s method), ``"layer"`` (each parameter tensor rescaled to the weights'
             tensor norm) or ``"none"`` (the raw Gaussian, entries N(0, 1)).
         generator: source of randomness (default: torch's global generator).
-
-    1-D parameters (biases, normalisation weights and biases) get zeros under every
-    normalisation but ``"none"``.
+        zero_1d: give 1-D parameters (biases, normalisation weights and biases) a zero
+            direction, as the reference code's ``ignore='biasbn'``; with False they keep the
+            raw Gaussian under ``"none"`` and are rescaled to the parameter's norm otherwise.
     """
     if normalisation not in ("filter", "layer", "none"):
         raise ValueError(f"normalisation={normalisation!r} is not known; accepted: 'filter', "
@@ -84,10 +85,10 @@ def random_direction(model: nn.Module, *, normalisation: Normalisation = "filter
     direction = []
     for p in _params(model):
         d = torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device)
-        if normalisation != "none":
-            if p.dim() <= 1:
-                d.zero_()
-            elif normalisation == "layer":
+        if p.dim() <= 1 and zero_1d:
+            d.zero_()
+        elif normalisation != "none":
+            if normalisation == "layer" or p.dim() <= 1:
                 d.mul_(p.detach().norm() / (d.norm() + 1e-10))
             else:
                 w = p.detach().reshape(p.shape[0], -1).norm(dim=1)

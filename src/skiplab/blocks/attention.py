@@ -26,9 +26,15 @@ from torch import nn
 __all__ = ["MultiHeadAttention", "attention", "causal_mask", "merge_masks"]
 
 
-def causal_mask(length: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """(length, length) bool mask, ``True`` above the diagonal: position t sees 0..t only."""
-    return torch.ones(length, length, dtype=torch.bool, device=device).triu(1)
+def causal_mask(length: int, keys: int | None = None,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """(length, keys) bool mask, ``True`` above the diagonal: query t sees keys 0..t only.
+
+    ``keys`` defaults to ``length``; with more keys than queries the mask is aligned at the
+    top left, as :func:`torch.nn.functional.scaled_dot_product_attention`'s ``is_causal``.
+    """
+    keys = length if keys is None else keys
+    return torch.ones(length, keys, dtype=torch.bool, device=device).triu(1)
 
 
 def merge_masks(attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor | None,
@@ -50,7 +56,7 @@ def merge_masks(attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor |
         return m.to(dtype)
 
     if is_causal:
-        add(as_float(causal_mask(queries, device)).view(1, 1, queries, queries))
+        add(as_float(causal_mask(queries, keys, device)).view(1, 1, queries, keys))
     if attn_mask is not None:
         m = attn_mask
         if m.dim() == 2:

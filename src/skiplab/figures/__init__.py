@@ -27,6 +27,7 @@ from .symmetry import (
     series_figure,
     symmetry_order_figure,
 )
+from .landscape import slices_figure, surfaces_figure
 from .training import history_figure, layer_profile_figure, layer_series_figure
 from .unet import level_profile_figure, segmentation_grid_figure
 
@@ -49,6 +50,8 @@ __all__ = [
     "landscape_surface_figure",
     "layer_profile_figure",
     "layer_series_figure",
+    "slices_figure",
+    "surfaces_figure",
     "level_profile_figure",
     "lesion_figure",
     "path_length_figure",

@@ -157,13 +157,14 @@ def gradient_heatmap_figure(steps: Sequence[int], norms: np.ndarray,
 
 def lesion_figure(accuracy: Mapping[str, Mapping[int, float]], intact: Mapping[str, float],
                   *, chance: float, unit: Mapping[str, str] | None = None,
-                  title: str = "") -> go.Figure:
+                  title: str = "", chance_label: str = "chance") -> go.Figure:
     """Test accuracy after deleting one part, one panel per net, with intact and chance lines.
 
     Args:
         accuracy: ``{net label: {index deleted: accuracy}}``.
         intact: ``{net label: accuracy of the intact net}``.
-        chance: accuracy of guessing (1 / classes).
+        chance: accuracy of guessing (1 / classes), or another baseline named by
+            ``chance_label``.
         unit: ``{net label: "block" | "layer"}`` for the axis titles.
     """
     names = list(accuracy)
@@ -182,7 +183,7 @@ def lesion_figure(accuracy: Mapping[str, Mapping[int, float]], intact: Mapping[s
         fig.add_hline(y=intact[name], line={"dash": "dash", "color": "black"}, row=1, col=c,
                       annotation_text="intact", annotation_position="top left")
         fig.add_hline(y=chance, line={"dash": "dot", "color": "grey"}, row=1, col=c,
-                      annotation_text="chance", annotation_position="bottom right")
+                      annotation_text=chance_label, annotation_position="bottom right")
         fig.update_xaxes(title_text=f"{what} deleted", row=1, col=c)
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.05], row=1, col=1)
     fig.update_layout(title={"text": title or None}, height=400,
