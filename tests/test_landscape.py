@@ -1,12 +1,15 @@
 """Loss-landscape tools: filter normalisation, exact restoration, convexity scalars."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from skiplab.landscape import (curvature_ratio, difference_direction, grid_minima, interpolate,
-                               nonconvex_fraction, perturbed, random_direction, rescale_conv_bn_,
+                               nonconvex_fraction, perturbed, random_direction, reestimate_bn_,
+                               rescale_conv_bn_,
                                surface_1d,
                                surface_2d, trajectory_directions)
 from skiplab.models import CifarNet, CifarNetConfig
@@ -150,6 +153,16 @@ def test_interpolation_ends_at_both_models():
     assert all(torch.equal(before[k], v) for k, v in net_a.state_dict().items())
     d = difference_direction(net_a, net_b)
     assert len(d) == len(list(net_a.parameters()))
+    # re-estimated BatchNorm statistics: at the ends, the batch's own statistics
+    fresh = interpolate(net_a, net_b, x, y, [0.0], bn_data=x)
+    reference = reestimate_bn_(copy.deepcopy(net_a), x)
+    with torch.no_grad():
+        expected = nn.functional.cross_entropy(reference(x), y).item()
+    assert fresh.loss[0] == pytest.approx(expected, rel=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in net_a.state_dict().items())
+    with pytest.raises(ValueError, match="buffers differ"):
+        interpolate(net_a, CifarNet(CifarNetConfig(depth=14, in_channels=1, widths=(4, 8, 8))),
+                    x, y, [0.5])
 
 
 def test_trajectory_directions_find_the_plane_of_a_planar_path():

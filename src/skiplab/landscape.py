@@ -49,6 +49,7 @@ __all__ = [
     "nonconvex_fraction",
     "perturbed",
     "random_direction",
+    "reestimate_bn_",
     "rescale_conv_bn_",
     "restored",
     "surface_1d",
@@ -268,14 +269,43 @@ def surface_2d(model: nn.Module, d1: Direction, d2: Direction, x: torch.Tensor,
     return Surface(alphas, betas, r[:, 0].reshape(shape), r[:, 1].reshape(shape))
 
 
+@torch.no_grad()
+def reestimate_bn_(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Replace every BatchNorm's running statistics by the statistics of the batch x.
+
+    One forward pass in train mode with ``momentum=None`` (a plain average) after a reset:
+    the running mean and variance become exactly those the layer sees on x. The model is
+    left in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    model(x)
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    return model.eval()
+
+
 def interpolate(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                alphas: Sequence[float], *, bn_mode: BNMode = "eval") -> Surface:
+                alphas: Sequence[float], *, bn_mode: BNMode = "eval",
+                bn_data: torch.Tensor | None = None) -> Surface:
     """Loss along the straight line (1 - α) θ_a + α θ_b (α = 0: model_a, 1: model_b).
 
-    Parameters are interpolated; buffers (BatchNorm running statistics) too, with the same
-    α, so that at α = 1 the evaluated network is exactly model_b. ``model_a`` is restored.
+    Parameters are interpolated. BatchNorm's running statistics are, by default,
+    interpolated with the same α (at α = 1 the network is exactly model_b); but the
+    statistics of a mixed network are not the mix of the statistics, which inflates the
+    loss in between. With ``bn_data`` (a batch of training inputs) they are instead
+    re-estimated on that batch at every α (:func:`reestimate_bn_`), also at the ends.
+    ``model_a`` is restored.
     """
     alphas = np.asarray(alphas, dtype=float)
+    names_a = [(n, b.shape) for n, b in model_a.named_buffers()]
+    names_b = [(n, b.shape) for n, b in model_b.named_buffers()]
+    if names_a != names_b:
+        raise ValueError("the two models' buffers differ in names or shapes")
     buffers_a = [b.detach().clone() for b in model_a.buffers()]
     buffers_b = [b.detach() for b in model_b.buffers()]
     direction = difference_direction(model_a, model_b)
@@ -285,10 +315,14 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, y: torc
         origin = [p.detach().clone() for p in _params(model_a)]
         for a in alphas:
             _set(model_a, origin, [direction], [a])
-            with torch.no_grad():
-                for buf, ba, bb in zip(model_a.buffers(), buffers_a, buffers_b):
-                    if buf.is_floating_point():
-                        buf.copy_(torch.lerp(ba, bb, float(a)))
+            if bn_data is not None:
+                reestimate_bn_(model_a, bn_data)
+                model_a.train(bn_mode == "train")
+            else:
+                with torch.no_grad():
+                    for buf, ba, bb in zip(model_a.buffers(), buffers_a, buffers_b):
+                        if buf.is_floating_point():
+                            buf.copy_(torch.lerp(ba, bb, float(a)))
             results.append(_loss_acc(model_a, x, y))
     r = np.array(results, dtype=float)
     return Surface(alphas, None, r[:, 0], r[:, 1])
@@ -297,6 +331,11 @@ def interpolate(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, y: torc
 def nonconvex_fraction(z: np.ndarray, *, step: int = 1) -> float:
     """Share of interior grid points where the surface's finite-difference Hessian has a
     negative eigenvalue (the surface curves down in some direction there).
+
+    Interior means at least ``step`` cells from the edge: 17 x 17 of a 21 x 21 grid with
+    ``step=2``. Any negative eigenvalue counts, however small; compute it on the loss
+    itself, not on log(loss) (the log of a convex bowl curves downwards away from its
+    centre).
 
     Args:
         z: (n_b, n_a) values on an evenly spaced grid (spacing cancels out of the sign).
