@@ -1,0 +1,82 @@
+"""What every checker shares: the error a student sees, and small helpers.
+
+A checker runs a student's code through properties. On the first property that fails it
+raises :class:`CheckFailed`, whose message names the property, what was expected, what was
+measured and a hint at the likely mistake::
+
+    CheckFailed: [basic block] property 'addition before the activation' failed
+      expected: with the residual branch switched off, the block returns relu(x)
+      measured: the output has negative entries (min -1.93)
+      hint: apply the final ReLU after adding the shortcut, not to the branch alone
+
+A checker returns a short report (a string) when every property holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["CheckFailed", "Checker", "count_parameters", "gradients_reach"]
+
+
+class CheckFailed(AssertionError):
+    """A student's code broke a property; the message says which, and why it matters."""
+
+    def __init__(self, exercise: str, prop: str, expected: str, measured: str, hint: str):
+        self.exercise, self.property = exercise, prop
+        self.expected, self.measured, self.hint = expected, measured, hint
+        super().__init__(
+            f"[{exercise}] property '{prop}' failed\n"
+            f"  expected: {expected}\n  measured: {measured}\n  hint: {hint}")
+
+
+class Checker:
+    """Collects the properties that held; ``fail`` raises, ``ok`` records, ``report`` sums up."""
+
+    def __init__(self, exercise: str):
+        self.exercise = exercise
+        self.passed: list[str] = []
+
+    def fail(self, prop: str, expected: str, measured: str, hint: str) -> None:
+        raise CheckFailed(self.exercise, prop, expected, measured, hint)
+
+    def ok(self, prop: str) -> None:
+        self.passed.append(prop)
+
+    def require(self, condition: bool, prop: str, expected: str, measured: str,
+                hint: str) -> None:
+        if not condition:
+            self.fail(prop, expected, measured, hint)
+        self.ok(prop)
+
+    def run(self, prop: str, fn: Callable[[], Any], expected: str, hint: str) -> Any:
+        """Call fn; an exception inside the student's code becomes a failed property."""
+        try:
+            return fn()
+        except CheckFailed:
+            raise
+        except Exception as error:  # noqa: BLE001 - any crash in student code is reported
+            self.fail(prop, expected, f"{type(error).__name__}: {error}", hint)
+
+    def report(self) -> str:
+        lines = [f"[{self.exercise}] all {len(self.passed)} checks passed:"]
+        lines += [f"  - {p}" for p in self.passed]
+        return "\n".join(lines)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def gradients_reach(module: nn.Module, output: torch.Tensor,
+                    inputs: tuple[torch.Tensor, ...] = ()) -> list[str]:
+    """Names of the parameters (and 'input') that get no or an all-zero gradient."""
+    params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    targets = [p for _, p in params] + list(inputs)
+    grads = torch.autograd.grad(output.float().pow(2).sum(), targets, allow_unused=True)
+    names = [n for n, _ in params] + ["input"] * len(inputs)
+    return [n for n, g in zip(names, grads) if g is None or not torch.any(g != 0)]

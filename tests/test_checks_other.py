@@ -1,0 +1,548 @@
+"""The model-exercise checkers: reference solutions and valid variants pass, plausible
+student mistakes are rejected with the message meant for them."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from skiplab.checks import CheckFailed
+from skiplab.checks.models import (
+    PERMUTATION,
+    check_gated_head,
+    check_gradient_probe,
+    check_permutation,
+    check_prenorm_block,
+    skip_net_changes,
+)
+from skiplab.heads import SkipConnectionHead
+from skiplab.probes import permute_units_
+
+
+def _rejects(check, solution, prop: str, hint: str) -> CheckFailed:
+    with pytest.raises(CheckFailed, match=re.escape(f"property '{prop}' failed")) as info:
+        check(solution)
+    assert info.value.property == prop
+    assert hint.lower() in info.value.hint.lower(), info.value
+    return info.value
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Gradient probe
+# --------------------------------------------------------------------------------------------
+
+def probe_reference(model, x, y):
+    weights = [layer.weight for layer in model.weight_layers()]
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), weights)
+    return [g.norm().item() for g in grads]
+
+
+def probe_backward(model, x, y):
+    """Valid: zero_grad, backward, read .grad; finds the Linear layers through modules()."""
+    model.zero_grad()
+    nn.CrossEntropyLoss()(model(x), y).backward()
+    return torch.stack([m.weight.grad.norm() for m in model.modules()
+                        if isinstance(m, nn.Linear)])
+
+
+def probe_manual_loss(model, x, y):
+    """Valid: the loss written out, a tensor of norms returned."""
+    log_probs = torch.log_softmax(model(x), dim=1)
+    loss = -log_probs[torch.arange(len(y)), y].mean()
+    grads = torch.autograd.grad(loss, [m.weight for m in model.weight_layers()])
+    return torch.stack([g.pow(2).sum().sqrt() for g in grads])
+
+
+def probe_weight_norms(model, x, y):
+    return [layer.weight.norm().item() for layer in model.weight_layers()]
+
+
+def probe_reversed(model, x, y):
+    return probe_reference(model, x, y)[::-1]
+
+
+def probe_squared(model, x, y):
+    return [v ** 2 for v in probe_reference(model, x, y)]
+
+
+def probe_with_biases(model, x, y):
+    params = [p for layer in model.weight_layers() for p in (layer.weight, layer.bias)]
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), params)
+    return [g.norm().item() for g in grads]
+
+
+def probe_accumulating(model, x, y):
+    F.cross_entropy(model(x), y).backward()
+    return [layer.weight.grad.norm().item() for layer in model.weight_layers()]
+
+
+def probe_summed_loss(model, x, y):
+    weights = [layer.weight for layer in model.weight_layers()]
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), weights)
+    return [g.norm().item() for g in grads]
+
+
+def probe_zero_grad_after(model, x, y):
+    """Clears .grad only after reading it: wrong when .grad held something before."""
+    F.cross_entropy(model(x), y).backward()
+    values = [layer.weight.grad.norm().item() for layer in model.weight_layers()]
+    model.zero_grad()
+    return values
+
+
+def probe_steps(model, x, y):
+    values = probe_backward(model, x, y)
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    return values
+
+
+def probe_crashes(model, x, y):
+    return [layer.weight.grad.norm().item() for layer in model.weight_layers()]
+
+
+@pytest.mark.parametrize("fn", [probe_reference, probe_backward, probe_manual_loss])
+def test_gradient_probe_accepts(fn):
+    report = check_gradient_probe(fn)
+    assert "all 7 checks passed" in report
+
+
+@pytest.mark.parametrize("fn, prop, hint", [
+    (probe_weight_norms, "matches layer_grad_norms", "not of the weight"),
+    (probe_reversed, "input layer first", "reverse order"),
+    (probe_squared, "matches layer_grad_norms", "not the squared norm"),
+    (probe_with_biases, "one value per weight layer", "biases"),
+    (probe_accumulating, "no leftover gradients", "pile up"),
+    (probe_summed_loss, "matches layer_grad_norms", "reduction='sum'"),
+    (probe_zero_grad_after, "no leftover gradients", "depends on what was in .grad"),
+    (probe_steps, "weights unchanged", "no optimizer.step()"),
+    (probe_crashes, "runs without error", "F.cross_entropy"),
+])
+def test_gradient_probe_rejects(fn, prop, hint):
+    error = _rejects(check_gradient_probe, fn, prop, hint)
+    if fn is probe_summed_loss:
+        assert "batch size (12)" in error.measured
+    if fn is probe_accumulating:
+        assert "2.00 times the first" in error.measured
+    if fn is probe_crashes:
+        assert "AttributeError" in error.measured
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Pre-norm transformer block
+# --------------------------------------------------------------------------------------------
+
+class PreNormBlock(nn.Module):
+    """The reference solution."""
+
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.ReLU(),
+                                 nn.Linear(4 * d_model, d_model))
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+
+    def mask(self, x: torch.Tensor, causal: bool) -> torch.Tensor | None:
+        T = x.shape[1]
+        return torch.ones(T, T, dtype=torch.bool).triu(1) if causal else None
+
+    def attend(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
+        h = self.norm1(x)
+        return self.attn(h, h, h, attn_mask=self.mask(x, causal), need_weights=False)[0]
+
+    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        x = x + self.attend(x, causal)
+        return x + self.ffn(self.norm2(x))
+
+
+class FloatMaskBlock(PreNormBlock):
+    """Valid: PyTorch's float mask (-inf above the diagonal) plus the is_causal hint."""
+
+    def forward(self, x, causal=False):
+        h = self.norm1(x)
+        mask = nn.Transformer.generate_square_subsequent_mask(x.shape[1]) if causal else None
+        x = x + self.attn(h, h, h, attn_mask=mask, is_causal=causal)[0]
+        return x + self.ffn(self.norm2(x))
+
+
+class BufferMaskBlock(PreNormBlock):
+    """Valid: a stored mask cut to length, a GELU FFN, sub-layers named in another order."""
+
+    def __init__(self, d_model, n_heads, max_len=32):
+        super().__init__(d_model, n_heads)
+        self.ffn = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.GELU(),
+                                 nn.Linear(2 * d_model, d_model))
+        self.register_buffer("future", torch.ones(max_len, max_len, dtype=torch.bool).triu(1))
+
+    def forward(self, x, causal=False):
+        T = x.shape[1]
+        h = self.norm1(x)
+        a, _ = self.attn(query=h, key=h, value=h,
+                         attn_mask=self.future[:T, :T] if causal else None)
+        x = a + x
+        return self.ffn(self.norm2(x)) + x
+
+
+class PostNormBlock(PreNormBlock):
+    def forward(self, x, causal=False):
+        x = self.norm1(x + self.attn(x, x, x, attn_mask=self.mask(x, causal))[0])
+        return self.norm2(x + self.ffn(x))
+
+
+class NoFFNSkipBlock(PreNormBlock):
+    def forward(self, x, causal=False):
+        x = x + self.attend(x, causal)
+        return self.ffn(self.norm2(x))
+
+
+class NoAttnSkipBlock(PreNormBlock):
+    def forward(self, x, causal=False):
+        x = self.attend(x, causal)
+        return x + self.ffn(self.norm2(x))
+
+
+class MaskIgnoredBlock(PreNormBlock):
+    def forward(self, x, causal=False):
+        return super().forward(x, causal=False)
+
+
+class MaskInvertedBlock(PreNormBlock):
+    """True where attending is allowed: the opposite of nn.MultiheadAttention's convention."""
+
+    def mask(self, x, causal):
+        T = x.shape[1]
+        return torch.ones(T, T, dtype=torch.bool).tril() if causal else None
+
+
+class MaskTransposedBlock(PreNormBlock):
+    """Lower triangle blocked: every position sees itself and the future, never the past."""
+
+    def mask(self, x, causal):
+        T = x.shape[1]
+        return torch.ones(T, T, dtype=torch.bool).tril(-1) if causal else None
+
+
+class DoubleNormBlock(PreNormBlock):
+    def forward(self, x, causal=False):
+        x = self.norm1(x + self.attend(x, causal))
+        return self.norm2(x + self.ffn(self.norm2(x)))
+
+
+class SwappedNormsBlock(PreNormBlock):
+    def forward(self, x, causal=False):
+        h = self.norm2(x)
+        x = x + self.attn(h, h, h, attn_mask=self.mask(x, causal))[0]
+        return x + self.ffn(self.norm1(x))
+
+
+class AlwaysCausalBlock(PreNormBlock):
+    def forward(self, x, causal=False):
+        return super().forward(x, causal=True)
+
+
+class HintOnlyBlock(PreNormBlock):
+    """is_causal=True without a mask: nn.MultiheadAttention raises."""
+
+    def forward(self, x, causal=False):
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, is_causal=causal)[0]
+        return x + self.ffn(self.norm2(x))
+
+
+class OwnAttentionBlock(PreNormBlock):
+    """Builds its own (unexposed) attention: the checker cannot switch the branch off."""
+
+    def __init__(self, d_model, n_heads):
+        super().__init__(d_model, n_heads)
+        self.hidden_attn = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
+
+    def attend(self, x, causal):
+        h = self.norm1(x)
+        return self.hidden_attn(h, h, h, attn_mask=self.mask(x, causal))[0]
+
+
+class NoAttributesBlock(nn.Module):
+    def __init__(self, d_model, n_heads):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(d_model, n_heads, batch_first=True,
+                                                norm_first=True)
+
+    def forward(self, x, causal=False):
+        return self.layer(x)
+
+
+@pytest.mark.parametrize("cls", [PreNormBlock, FloatMaskBlock, BufferMaskBlock])
+def test_prenorm_block_accepts(cls):
+    report = check_prenorm_block(cls)
+    assert "all 8 checks passed" in report
+
+
+@pytest.mark.parametrize("cls, prop, hint", [
+    (PostNormBlock, "identity with both branches off", "looks like post-norm"),
+    (DoubleNormBlock, "identity with both branches off", "double norm"),
+    (NoFFNSkipBlock, "identity with both branches off", "no skip around the FFN"),
+    (NoAttnSkipBlock, "identity with both branches off", "no skip around the attention"),
+    (MaskIgnoredBlock, "causal: no look-ahead", "the mask is not applied"),
+    (MaskInvertedBlock, "causal: no look-ahead", "reversed"),
+    (MaskTransposedBlock, "causal: no look-ahead", "hides the past"),
+    (AlwaysCausalBlock, "non-causal: sees every token", "only when causal=True"),
+    (SwappedNormsBlock, "matches x + attn(norm1(x)), then + ffn(norm2(x))", "norm1 feeds the"),
+    (HintOnlyBlock, "shape (B, T, D) -> (B, T, D)", "is_causal=True alone"),
+    (OwnAttentionBlock, "identity with both branches off", "use self.attn and self.ffn"),
+    (NoAttributesBlock, "sub-layers attn, ffn, norm1, norm2", "self.attn"),
+])
+def test_prenorm_block_rejects(cls, prop, hint):
+    _rejects(check_prenorm_block, cls, prop, hint)
+
+
+def test_prenorm_block_crash_is_reported():
+    error = _rejects(check_prenorm_block, HintOnlyBlock, "shape (B, T, D) -> (B, T, D)",
+                     "is_causal=True alone")
+    assert "RuntimeError" in error.measured
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Gated head
+# --------------------------------------------------------------------------------------------
+
+class GatedHead(nn.Module):
+    """The reference solution: a ReZero scalar gate."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.fc = nn.Linear(dim, dim)
+        self.gate = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.gate * self.fc(x)
+
+
+class VectorGateHead(GatedHead):
+    """Valid: a per-dimension gate, fc without bias, gate written on the right."""
+
+    def __init__(self, dim):
+        super().__init__(dim)
+        self.fc = nn.Linear(dim, dim, bias=False)
+        self.gate = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x):
+        return x + self.fc(x) * self.gate
+
+
+class LibraryHead(SkipConnectionHead):
+    """Valid: the library's head with a zero gate, exposing its single layer and gate."""
+
+    def __init__(self, dim):
+        super().__init__(dim, gate="zero")
+
+    @property
+    def fc(self):
+        return self.fcs[0]
+
+    @property
+    def gate(self):
+        return self.gates[0]
+
+
+class OpenGateHead(GatedHead):
+    def __init__(self, dim):
+        super().__init__(dim)
+        self.gate = nn.Parameter(torch.ones(1))
+
+
+class SigmoidGateHead(GatedHead):
+    def forward(self, x):
+        return x + torch.sigmoid(self.gate) * self.fc(x)
+
+
+class NoSkipHead(GatedHead):
+    def forward(self, x):
+        return self.gate * self.fc(x)
+
+
+class AllZeroHead(GatedHead):
+    def __init__(self, dim):
+        super().__init__(dim)
+        nn.init.zeros_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+
+
+class GateOnSkipHead(GatedHead):
+    def forward(self, x):
+        return self.gate * x + self.fc(x)
+
+
+class ZeroFcOpenGateHead(GatedHead):
+    """Identity at init through a zero fc, the gate open: the gate gets no gradient."""
+
+    def __init__(self, dim):
+        super().__init__(dim)
+        self.gate = nn.Parameter(torch.ones(()))
+        nn.init.zeros_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+
+
+class BufferGateHead(GatedHead):
+    def __init__(self, dim):
+        super().__init__(dim)
+        del self.gate
+        self.register_buffer("gate", torch.zeros(1))
+
+
+class CrashingHead(GatedHead):
+    def forward(self, x):
+        return x + self.gate * self.fc(x.T)
+
+
+@pytest.mark.parametrize("cls", [GatedHead, VectorGateHead, LibraryHead])
+def test_gated_head_accepts(cls):
+    report = check_gated_head(cls)
+    assert "all 5 checks passed" in report
+
+
+@pytest.mark.parametrize("cls, prop, hint", [
+    (OpenGateHead, "identity at initialisation", "starts open"),
+    (SigmoidGateHead, "identity at initialisation", "sigmoid(0)"),
+    (NoSkipHead, "identity at initialisation", "the skip is missing"),
+    (AllZeroHead, "learning starts", "learning never starts"),
+    (GateOnSkipHead, "identity at initialisation", "multiplies the skip"),
+    (ZeroFcOpenGateHead, "learning starts", "keep fc's default initialisation"),
+    (BufferGateHead, "has fc and a trainable gate", "never trained"),
+    (CrashingHead, "shape (B, dim) -> (B, dim)", "x + self.gate * self.fc(x)"),
+])
+def test_gated_head_rejects(cls, prop, hint):
+    _rejects(check_gated_head, cls, prop, hint)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Permutation symmetry
+# --------------------------------------------------------------------------------------------
+
+def permute_reference(model, layer_index, perm):
+    incoming = model.weight_layers()[layer_index]
+    outgoing = model.weight_layers()[layer_index + 1]
+    with torch.no_grad():
+        incoming.weight.copy_(incoming.weight[perm])
+        incoming.bias.copy_(incoming.bias[perm])
+        outgoing.weight.copy_(outgoing.weight[:, perm])
+
+
+def permute_with_matrix(model, layer_index, perm):
+    """Valid: a permutation matrix P, W <- P W, b <- P b, W_next <- W_next P^T."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    incoming, outgoing = linears[layer_index], linears[layer_index + 1]
+    P = torch.eye(len(perm))[perm]
+    with torch.no_grad():
+        incoming.weight.data = P @ incoming.weight
+        incoming.bias.data = P @ incoming.bias
+        outgoing.weight.data = outgoing.weight @ P.T
+
+
+def permute_library(model, layer_index, perm):
+    layers = model.weight_layers()
+    permute_units_(layers[layer_index], layers[layer_index + 1], perm)
+
+
+def permute_rows_only(model, layer_index, perm):
+    layer = model.weight_layers()[layer_index]
+    with torch.no_grad():
+        layer.weight.copy_(layer.weight[perm])
+        layer.bias.copy_(layer.bias[perm])
+
+
+def permute_same_layer_columns(model, layer_index, perm):
+    layer = model.weight_layers()[layer_index]
+    with torch.no_grad():
+        layer.weight.copy_(layer.weight[perm][:, perm])
+        layer.bias.copy_(layer.bias[perm])
+
+
+def permute_no_bias(model, layer_index, perm):
+    incoming = model.weight_layers()[layer_index]
+    outgoing = model.weight_layers()[layer_index + 1]
+    with torch.no_grad():
+        incoming.weight.copy_(incoming.weight[perm])
+        outgoing.weight.copy_(outgoing.weight[:, perm])
+
+
+def permute_inverse_columns(model, layer_index, perm):
+    incoming = model.weight_layers()[layer_index]
+    outgoing = model.weight_layers()[layer_index + 1]
+    with torch.no_grad():
+        incoming.weight.copy_(incoming.weight[perm])
+        incoming.bias.copy_(incoming.bias[perm])
+        outgoing.weight.copy_(outgoing.weight[:, torch.argsort(perm)])
+
+
+def permute_nothing(model, layer_index, perm):
+    weight = model.weight_layers()[layer_index].weight
+    weight = weight[perm]  # noqa: F841 - rebinds a local name: the model does not change
+
+
+def permute_scatter(model, layer_index, perm):
+    """Function-preserving, but the inverse convention: new[perm] = old."""
+    incoming = model.weight_layers()[layer_index]
+    outgoing = model.weight_layers()[layer_index + 1]
+    with torch.no_grad():
+        w, b, v = incoming.weight.clone(), incoming.bias.clone(), outgoing.weight.clone()
+        incoming.weight[perm] = w
+        incoming.bias[perm] = b
+        outgoing.weight[:, perm] = v
+
+
+def permute_off_by_one(model, layer_index, perm):
+    permute_reference(model, layer_index + 1, perm)
+
+
+def permute_returns_copy(model, layer_index, perm):
+    import copy
+    twin = copy.deepcopy(model)
+    permute_reference(twin, layer_index, perm)
+    return twin
+
+
+def test_check_permutation_is_not_an_involution():
+    perm = torch.tensor(PERMUTATION)
+    assert not torch.equal(perm[perm], torch.arange(len(perm)))
+    assert not torch.equal(perm, torch.argsort(perm))
+
+
+@pytest.mark.parametrize("fn", [permute_reference, permute_with_matrix, permute_library])
+def test_permutation_accepts(fn):
+    report = check_permutation(fn)
+    assert "all 5 checks passed" in report
+
+
+@pytest.mark.parametrize("fn, prop, hint", [
+    (permute_rows_only, "same function", "also permute the columns of the next layer"),
+    (permute_same_layer_columns, "same function", "columns of layer k itself"),
+    (permute_no_bias, "same function", "bias was not permuted"),
+    (permute_inverse_columns, "same function", "inverse permutation"),
+    (permute_nothing, "parameters changed", "in place"),
+    (permute_returns_copy, "parameters changed", "returned a module"),
+    (permute_scatter, "the given permutation", "inverse permutation"),
+    (permute_off_by_one, "the given permutation", "check the layer index"),
+])
+def test_permutation_rejects(fn, prop, hint):
+    _rejects(check_permutation, fn, prop, hint)
+
+
+def test_skip_net_changes_but_plain_net_does_not():
+    assert skip_net_changes(permute_reference) > 1e-3
+    assert skip_net_changes(permute_reference, layer_index=0) > 1e-3
+    assert skip_net_changes(permute_nothing) == 0.0
+
+
+def permute_without_no_grad(model, layer_index, perm):
+    layer = model.weight_layers()[layer_index]
+    layer.weight[:] = layer.weight[perm]
+
+
+def test_permutation_crash_is_reported():
+    error = _rejects(check_permutation, permute_without_no_grad, "runs without error",
+                     "torch.no_grad()")
+    assert "RuntimeError" in error.measured
