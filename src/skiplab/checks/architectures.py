@@ -691,9 +691,11 @@ def check_crop_and_concat(fn: CropConcat) -> str:
 
     Shapes: encoder_map (B, C1, H1, W1), decoder_map (B, C2, H2, W2) with H1 >= H2 and
     W1 >= W2 -> (B, C1 + C2, H2, W2). Either order of the two parts is accepted (the report
-    says which). The crop window must be the reference's (``skiplab.models.unet.center_crop``):
-    top = (H1 - H2) // 2, left = (W1 - W2) // 2, i.e. for an odd margin the extra row or
-    column is dropped at the bottom/right. Tried on 64->56, 17->9, 136->104 (even margins)
+    says which). The crop window must be centred: top = (H1 - H2) // 2, left = (W1 - W2) // 2
+    (the reference, ``skiplab.models.unet.center_crop``, drops the extra row or column of an
+    odd margin at the bottom/right); for an odd margin the window one pixel further
+    down/right is accepted too (torchvision's ``center_crop`` does that for some margins).
+    A valid U-Net's margins are always even. Tried on 64->56, 17->9, 136->104 (even margins)
     and 12x16->11x13, 13x10->6x5 (odd margins 1, 3, 7, 5), with distinct values in every
     entry (an arange) so that a window shifted by one pixel shows.
 
@@ -780,7 +782,12 @@ def _check_crop_and_concat(fn: CropConcat) -> str:
         want_at = ((h1 - h2) // 2, (w1 - w2) // 2)
         rows.append((h1 - h2, top))
         cols.append((w1 - w2, left))
-        if (top, left) != want_at:
+
+        def centred(margin: int, offset: int) -> bool:
+            # an odd margin has two centres: the extra pixel may go either side
+            return offset == margin // 2 or (margin % 2 == 1 and offset == (margin + 1) // 2)
+
+        if not (centred(h1 - h2, top) and centred(w1 - w2, left)):
             check.fail("centre crop", f"{label}: window at (top, left) = {want_at}",
                        f"window at {(top, left)}", _offset_pattern(rows, cols))
 
