@@ -23,6 +23,10 @@ PALETTE: dict[str, str] = {
     "attention only": "#D55E00",
     "attention + skip": "#009E73",
     "attention + FFN, no skip": "#E69F00",
+    "pre-norm (at initialisation)": "#56B4E9",
+    "pre-norm (trained)": "#009E73",
+    "pre-norm, no skips (at initialisation)": "#CC79A7",
+    "pre-norm, no skips (trained)": "#D55E00",
 }
 _FALLBACK = ["#E69F00", "#56B4E9", "#CC79A7", "#F0E442", "#000000"]
 LABELS: dict[str, str] = {

@@ -94,14 +94,17 @@ def surfaces_figure(surfaces: Mapping[str, Surface], *, kind: str = "contour",
                          {"title.text": heading(label)}]}
                for i, label in enumerate(labels)]
     layout = dict(title={"text": heading(labels[0])}, height=560,
-                  updatemenus=[{"type": "dropdown", "buttons": buttons, "x": 0.0,
-                                "xanchor": "left", "y": 1.0, "yanchor": "bottom"}],
-                  margin={"t": 110})
+                  updatemenus=[{"type": "dropdown", "buttons": buttons, "x": 1.0,
+                                "xanchor": "right", "y": 1.12, "yanchor": "bottom"}],
+                  margin={"t": 120})
     if kind == "contour":
         layout.update(xaxis_title="α (first direction)", yaxis_title="β (second direction)",
                       width=680)
     else:
         layout.update(scene={"xaxis_title": "α", "yaxis_title": "β",
-                             "zaxis_title": "log10 loss", "zaxis": {"range": [low, high]}})
+                             "zaxis_title": "log10 loss", "zaxis": {"range": [low, high]},
+                             "camera": {"eye": {"x": 1.5, "y": -1.5, "z": 0.9}},
+                             "aspectmode": "manual",
+                             "aspectratio": {"x": 1, "y": 1, "z": 0.7}})
     fig.update_layout(**layout)
     return fig
