@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +20,7 @@ import torchvision
 
 from skiplab.models import densenet_from_torchvision, resnet_from_torchvision
 from skiplab.probes import peak_memory
+from timing import timed
 
 PAIRS = {
     "ResNet-50": (torchvision.models.resnet50, resnet_from_torchvision),
@@ -31,16 +31,6 @@ PAIRS = {
 def step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     model.zero_grad(set_to_none=True)
     F.cross_entropy(model(x), y).backward()
-
-
-def timed(model, x, y, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    step(model, x, y)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -71,7 +61,7 @@ def main() -> None:
         times = {k: [] for k in models}
         for _ in range(args.repeats):
             for key, model in models.items():
-                times[key].append(timed(model, x, y, device))
+                times[key].append(timed(lambda: step(model, x, y), device))
         peaks = {k: peak_memory(lambda m=m: step(m, x, y), device).megabytes
                  for k, m in models.items()}
         t_ref, t_ours = (statistics.median(times[k]) for k in ("torchvision", "skiplab"))

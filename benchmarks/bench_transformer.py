@@ -15,28 +15,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 from torch import nn
 
 from skiplab.models import encoder_block_from_torch
 from skiplab.probes import peak_memory
+from timing import timed
 
 
 def step(model: nn.Module, x: torch.Tensor) -> None:
     model.zero_grad(set_to_none=True)
     model(x).pow(2).mean().backward()
-
-
-def timed(model: nn.Module, x: torch.Tensor, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    step(model, x)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -72,7 +62,7 @@ def main() -> None:
             times = {k: [] for k in models}
             for _ in range(args.repeats):
                 for key, model in models.items():
-                    times[key].append(timed(model, x, device))
+                    times[key].append(timed(lambda: step(model, x), device))
             peaks = {k: peak_memory(lambda m=m: step(m, x), device).megabytes
                      for k, m in models.items()}
             speed = {k: tokens / statistics.median(v) for k, v in times.items()}

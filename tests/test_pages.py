@@ -210,20 +210,25 @@ def test_degradation_figure_controls_work_without_a_kernel(server, browser):
         page.close()
 
 
+def slider_to_last_step(page) -> tuple[list[int], list[int]]:
+    """Point counts of the visible traces of the page's first figure with a slider (an
+    `update` slider), before and after moving it to its last step."""
+    profile = ("Array.from(document.querySelectorAll('.plotly-graph-div'))"
+               ".find(d => d.layout.sliders && d.layout.sliders.length)")
+    lengths = f"() => {profile}._fullData.filter(t => t.visible === true).map(t => t._length)"
+    first = page.evaluate(lengths)
+    page.evaluate(f"""() => {{ const gd = {profile};
+                              const s = gd.layout.sliders[0].steps.at(-1);
+                              return Plotly.update(gd, s.args[0], s.args[1]); }}""")
+    page.wait_for_timeout(300)
+    return first, page.evaluate(lengths)
+
+
 def test_architecture_figure_controls_work_without_a_kernel(server, browser):
     # ResNet chapter: the depth slider of the gradient profile shows one depth at a time
     page, errors, _, _ = load(browser, f"{server}/book/arch/resnet.html")
     try:
-        profile = ("Array.from(document.querySelectorAll('.plotly-graph-div'))"
-                   ".find(d => d.layout.sliders && d.layout.sliders.length)")
-        first = page.evaluate(f"() => {profile}._fullData.filter(t => t.visible === true)"
-                              ".map(t => t._length)")
-        page.evaluate(f"""() => {{ const gd = {profile};
-                                  const s = gd.layout.sliders[0].steps.at(-1);
-                                  return Plotly.update(gd, s.args[0], s.args[1]); }}""")
-        page.wait_for_timeout(300)
-        last = page.evaluate(f"() => {profile}._fullData.filter(t => t.visible === true)"
-                             ".map(t => t._length)")
+        first, last = slider_to_last_step(page)
         assert len(first) == len(last) == 3          # plain, post- and pre-activation
         assert min(last) > max(first)                # a deeper net has more blocks
         assert not errors, errors
@@ -274,15 +279,7 @@ def test_transformer_page_shows_both_forwards_and_its_depth_slider_works(server,
         assert len(columns) == 2, columns
         assert "def forward_post" in columns[0] and "def forward_pre" in columns[1]
         # gradient profile: the slider's last step shows the deepest stacks
-        profile = ("Array.from(document.querySelectorAll('.plotly-graph-div'))"
-                   ".find(d => d.layout.sliders && d.layout.sliders.length)")
-        lengths = f"() => {profile}._fullData.filter(t => t.visible === true).map(t => t._length)"
-        first = page.evaluate(lengths)
-        page.evaluate(f"""() => {{ const gd = {profile};
-                                  const s = gd.layout.sliders[0].steps.at(-1);
-                                  return Plotly.update(gd, s.args[0], s.args[1]); }}""")
-        page.wait_for_timeout(300)
-        last = page.evaluate(lengths)
+        first, last = slider_to_last_step(page)
         assert len(first) == len(last) == 2          # post-norm and pre-norm
         assert min(last) > max(first)
         # rank collapse spans many orders of magnitude: a log axis
