@@ -364,3 +364,31 @@ def test_train_and_evaluate_handle_per_token_targets_and_linear_warmup():
     bad = DataSplit(data.x_train, data.y_train[:, :3], data.x_test, data.y_test, 5)
     with pytest.raises(ValueError, match="do not fit targets"):
         train(model, bad, steps=1, show_progress=False)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_eval_parity_is_against_torchs_fused_fast_path(norm_first, monkeypatch):
+    """The eval-mode comparisons above really meet torch's fused encoder-layer kernel."""
+    calls = []
+    fused = torch._transformer_encoder_layer_fwd
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return fused(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "_transformer_encoder_layer_fwd", spy)
+    torch.manual_seed(5)
+    layer = nn.TransformerEncoderLayer(D, H, 64, dropout=0.0, batch_first=True,
+                                       norm_first=norm_first).eval()
+    block = encoder_block_from_torch(layer).eval()
+    x = torch.randn(B, T, D)
+    for case in MASK_CASES:
+        calls.clear()
+        ours = {"none": {}, "causal": dict(is_causal=True),
+                "padding": dict(key_padding_mask=padding_mask())}[case]
+        with torch.no_grad():
+            expected = layer(x, **torch_kwargs(case))
+            got = block(x, **ours)
+        assert calls, f"torch did not take its fast path for {case}"
+        keep = ~padding_mask() if case == "padding" else torch.ones(B, T, dtype=torch.bool)
+        torch.testing.assert_close(got[keep], expected[keep], **TOL)
