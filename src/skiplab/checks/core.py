@@ -53,6 +53,16 @@ class Checker:
             self.fail(prop, expected, measured, hint)
         self.ok(prop)
 
+    def require_module_with(self, obj: Any, prop: str, names: tuple[str, ...],
+                            hint: str) -> None:
+        """Require an ``nn.Module`` that has the attributes ``names`` (the exercise's contract)."""
+        if not isinstance(obj, nn.Module):
+            self.fail(prop, "an nn.Module", f"a {type(obj).__name__}", "subclass torch.nn.Module")
+        missing = [n for n in names if not hasattr(obj, n)]
+        listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+        self.require(not missing, prop, f"attributes {listed}", f"missing: {', '.join(missing)}",
+                     hint)
+
     def run(self, prop: str, fn: Callable[[], Any], expected: str, hint: str) -> Any:
         """Call fn; an exception inside the student's code becomes a failed property."""
         try:

@@ -350,12 +350,9 @@ def check_prenorm_block(block_cls: Callable[[int, int], nn.Module]) -> str:
 
 def _check_sublayers(c: Checker, block: Any) -> None:
     prop = "sub-layers attn, ffn, norm1, norm2"
-    if not isinstance(block, nn.Module):
-        c.fail(prop, "an nn.Module", f"a {type(block).__name__}", "subclass torch.nn.Module")
-    missing = [n for n in ("attn", "ffn", "norm1", "norm2") if not hasattr(block, n)]
-    c.require(not missing, prop, "attributes attn, ffn, norm1 and norm2",
-              f"missing: {', '.join(missing)}",
-              "store the given sub-layers as self.attn, self.ffn, self.norm1, self.norm2")
+    c.require_module_with(block, prop, ("attn", "ffn", "norm1", "norm2"),
+                          "store the given sub-layers as self.attn, self.ffn, self.norm1, "
+                          "self.norm2")
     attn = block.attn
     c.require(isinstance(attn, nn.MultiheadAttention) and attn.batch_first, prop,
               "attn is nn.MultiheadAttention(d_model, n_heads, batch_first=True)",
@@ -588,11 +585,9 @@ def check_gated_head(head_cls: Callable[[int], nn.Module]) -> str:
 
 def _check_head_parts(c: Checker, head: Any) -> None:
     prop = "has fc and a trainable gate"
-    if not isinstance(head, nn.Module):
-        c.fail(prop, "an nn.Module", f"a {type(head).__name__}", "subclass torch.nn.Module")
-    missing = [n for n in ("fc", "gate") if not hasattr(head, n)]
-    c.require(not missing, prop, "attributes fc and gate", f"missing: {', '.join(missing)}",
-              "store the layer as self.fc and the gate as self.gate = nn.Parameter(...)")
+    c.require_module_with(head, prop, ("fc", "gate"),
+                          "store the layer as self.fc and the gate as self.gate = "
+                          "nn.Parameter(...)")
     c.require(isinstance(head.fc, nn.Module), prop, "fc is an nn.Linear(dim, dim)",
               f"fc is a {type(head.fc).__name__}", "self.fc = nn.Linear(dim, dim)")
     gate = head.gate
