@@ -12,7 +12,7 @@ MATHJAX := mathjax@3.2.2
 REQUIREJS := requirejs@2.3.7
 HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
 
-.PHONY: book test unit notebooks pages venv vendor clean
+.PHONY: book test unit notebooks pages venv vendor clean assignments grade
 
 venv: $(VENV)/.installed
 
@@ -61,6 +61,21 @@ test: venv vendor
 	echo "--- nbval (every notebook, fresh kernel) ---"; cat _build/nbval.log; \
 	test $$book -eq 0 && test $$nbval_status -eq 0
 	$(BIN)/python -m pytest tests -m browser -q
+
+# Assignments for teachers (see book/teachers.md): every chapter's exercises as an otter-grader
+# assignment, a student notebook and an autograder, in $(ASSIGNMENTS)/NAME/. otter runs every
+# check on the solutions while it builds, so a solution that stops passing fails this target.
+ASSIGNMENTS ?= _build/assignments
+assignments: venv
+	$(BIN)/python tools/assignments.py build --out $(ASSIGNMENTS)
+
+# Grade a folder of submitted notebooks into a CSV, hidden checks included, without Docker:
+#   make grade ASSIGNMENT=resnet SUBMISSIONS=path/to/folder [SCORES=scores.csv]
+SCORES ?= $(ASSIGNMENTS)/$(ASSIGNMENT)/scores.csv
+grade: venv
+	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { \
+		echo "usage: make grade ASSIGNMENT=<name, e.g. resnet> SUBMISSIONS=<folder or notebook> [SCORES=file.csv]"; exit 2; }
+	$(BIN)/python tools/assignments.py grade $(ASSIGNMENT) $(SUBMISSIONS) --out $(ASSIGNMENTS) --csv $(SCORES)
 
 clean:
 	rm -rf _build _vendor .vendor-tmp

@@ -3,6 +3,7 @@ student mistakes are rejected with the message meant for them."""
 
 from __future__ import annotations
 
+import copy
 import re
 
 import pytest
@@ -13,6 +14,7 @@ from torch import nn
 from skiplab.checks import CheckFailed
 from skiplab.checks.models import (
     PERMUTATION,
+    check_function_change,
     check_gated_head,
     check_gradient_probe,
     check_permutation,
@@ -546,3 +548,108 @@ def test_permutation_crash_is_reported():
     error = _rejects(check_permutation, permute_without_no_grad, "runs without error",
                      "torch.no_grad()")
     assert "RuntimeError" in error.measured
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Function change (the proof by code that a skip breaks the symmetry)
+# --------------------------------------------------------------------------------------------
+
+def change_reference(model, permute_fn, layer_index, perm, x):
+    twin = copy.deepcopy(model)
+    permute_fn(twin, layer_index, perm)
+    with torch.no_grad():
+        return (model(x) - twin(x)).abs().max().item()
+
+
+def change_as_tensor(model, permute_fn, layer_index, perm, x):
+    twin = copy.deepcopy(model)
+    permute_fn(twin, layer_index, perm)
+    return torch.max(torch.abs(model(x).detach() - twin(x).detach()))
+
+
+def change_permuting_the_original(model, permute_fn, layer_index, perm, x):
+    """Valid too: keep an untouched copy, permute the original, then put it back."""
+    saved = copy.deepcopy(model.state_dict())
+    with torch.no_grad():
+        before = model(x)
+        permute_fn(model, layer_index, perm)
+        after = model(x)
+    model.load_state_dict(saved)
+    return float((before - after).abs().amax())
+
+
+@pytest.mark.parametrize("fn", [change_reference, change_as_tensor,
+                                change_permuting_the_original])
+def test_check_function_change_accepts_valid_solutions(fn):
+    report = check_function_change(fn)
+    for prop in ("uses the given permute_fn", "model left unchanged", "about 0 for a plain net",
+                 "largest output difference"):
+        assert prop in report
+
+
+def _in_place(model, permute_fn, layer_index, perm, x):
+    with torch.no_grad():
+        before = model(x)
+        permute_fn(model, layer_index, perm)
+        return (before - model(x)).abs().max().item()
+
+
+def _with_itself(model, permute_fn, layer_index, perm, x):
+    twin = copy.deepcopy(model)
+    permute_fn(twin, layer_index, perm)
+    with torch.no_grad():
+        return (twin(x) - twin(x)).abs().max().item()
+
+
+def _mean(model, permute_fn, layer_index, perm, x):
+    twin = copy.deepcopy(model)
+    permute_fn(twin, layer_index, perm)
+    with torch.no_grad():
+        return (model(x) - twin(x)).abs().mean().item()
+
+
+def _total(model, permute_fn, layer_index, perm, x):
+    twin = copy.deepcopy(model)
+    permute_fn(twin, layer_index, perm)
+    with torch.no_grad():
+        return (model(x) - twin(x)).abs().sum().item()
+
+
+def _signed(model, permute_fn, layer_index, perm, x):
+    twin = copy.deepcopy(model)
+    permute_fn(twin, layer_index, perm)
+    with torch.no_grad():
+        return (model(x) - twin(x)).max().item()
+
+
+def _own_permutation(model, permute_fn, layer_index, perm, x):
+    twin = copy.deepcopy(model)
+    permute_units_(twin.weight_layers()[1], twin.weight_layers()[2], perm)
+    with torch.no_grad():
+        return (model(x) - twin(x)).abs().max().item()
+
+
+def _difference_tensor(model, permute_fn, layer_index, perm, x):
+    twin = copy.deepcopy(model)
+    permute_fn(twin, layer_index, perm)
+    with torch.no_grad():
+        return (model(x) - twin(x)).abs()
+
+
+@pytest.mark.parametrize("fn, prop, hint", [
+    (_in_place, "model left unchanged", "permute a copy"),
+    (_with_itself, "largest output difference", "both outputs come from the same network"),
+    (_mean, "largest output difference", "mean absolute difference"),
+    (_total, "largest output difference", "sum of absolute differences"),
+    (_signed, "largest output difference", "absolute value before the maximum"),
+    (_own_permutation, "uses the given permute_fn", "apply the permute_fn argument"),
+    (_difference_tensor, "runs and returns a number", "return a number"),
+])
+def test_check_function_change_names_each_mistake(fn, prop, hint):
+    _rejects(check_function_change, fn, prop, hint)
+
+
+def test_check_function_change_leaves_the_random_state_alone():
+    state = torch.random.get_rng_state()
+    check_function_change(change_reference)
+    assert torch.equal(torch.random.get_rng_state(), state)

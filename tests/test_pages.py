@@ -314,3 +314,35 @@ def test_landscape_page_draws_3d_surfaces_and_its_dropdown_switches_nets(server,
         assert not errors, errors
     finally:
         page.close()
+
+
+NOTEBOOK_PAGES = [p for p in PAGES if p.suffix == ".ipynb"]
+
+
+@pytest.mark.parametrize("source", NOTEBOOK_PAGES, ids=lambda p: p.stem)
+def test_chapter_ends_with_exercises_whose_solutions_open_on_click(server, browser, source):
+    rel = source.relative_to(ROOT).with_suffix(".html")
+    page, errors, _, _ = load(browser, f"{server}/{rel.as_posix()}")
+    try:
+        headings = page.eval_on_selector_all("main section > h2",
+                                             "hs => hs.map(h => h.innerText.replace('#', ''))")
+        assert headings and headings[-1].strip() == "Exercises", headings
+        solutions = page.locator("section#exercises details.hide")
+        assert solutions.count() >= 1
+        html = page.content()
+        assert "BEGIN TEST CONFIG" not in html and "BEGIN QUESTION" not in html
+        for i in range(solutions.count()):
+            details = solutions.nth(i)
+            code = details.locator(".cell_input")
+            assert details.get_attribute("open") is None and not code.is_visible()
+            summary = details.locator("summary")
+            assert "Show the solution" in summary.inner_text()
+            summary.click()
+            code.wait_for(state="visible", timeout=5_000)
+            assert "def " in code.inner_text() or "class " in code.inner_text()
+        # the build ran each solution through its checker and printed the report
+        reports = page.locator("section#exercises .cell_output").all_inner_texts()
+        assert sum("checks passed" in r for r in reports) == solutions.count(), reports
+        assert not errors, errors
+    finally:
+        page.close()

@@ -27,6 +27,7 @@ from .core import Checker, gradients_reach
 
 __all__ = [
     "PERMUTATION",
+    "check_function_change",
     "check_gated_head",
     "check_gradient_probe",
     "check_permutation",
@@ -808,3 +809,97 @@ def _diagnose_convention(student: DeepMLP, model: DeepMLP, k: int, perm: torch.T
         return (f"hidden layer {k} is computed by weight_layers()[{k}] and read by "
                 f"weight_layers()[{k + 1}]; check the layer index")
     return "reorder with exactly the given perm: W[perm], b[perm], W_next[:, perm]"
+
+
+def _reference_permute_fn(model: nn.Module, k: int, perm: torch.Tensor) -> None:
+    layers = model.weight_layers()
+    permute_units_(layers[k], layers[k + 1], perm)
+
+
+def check_function_change(fn: Callable[..., Any]) -> str:
+    """Check a student's measure of how much a permutation changes a network's function.
+
+    The exercise: ``fn(model, permute_fn, layer_index, perm, x)`` applies
+    ``permute_fn(copy, layer_index, perm)`` to a deep copy of ``model`` (``model`` itself is
+    left untouched) and returns the largest absolute difference between the two networks'
+    outputs on ``x`` (B, in_features): max |f(x) - f'(x)|, a float (a 0-dim tensor is
+    accepted). With it, the proof by code is two numbers: about 0 for a plain net, clearly
+    above 0 for its residual twin.
+
+    Properties (the permutation check's width-8 tanh MLPs, the checker's own correct
+    ``permute_fn``): runs and returns a number; uses the ``permute_fn``, ``layer_index`` and
+    ``perm`` it is given; leaves ``model`` unchanged; gives < 1e-5 on the plain net; gives
+    the largest absolute output difference on the residual twin (rtol 1e-4; diagnoses a copy
+    compared with itself, a mean or a sum instead of the maximum, a signed maximum).
+    """
+    c = _Checker("function change")
+    perm = torch.tensor(PERMUTATION)
+    plain, residual = permutation_test_model("plain"), permutation_test_model("residual")
+    with _seeded(1):
+        x = torch.randn(32, _PERM_CONFIG["in_features"])
+    calls: list[tuple[int, bool]] = []
+
+    def spy(model: nn.Module, k: int, p: torch.Tensor) -> None:
+        calls.append((k, torch.equal(torch.as_tensor(p), perm)))
+        _reference_permute_fn(model, k, p)
+
+    def measure(model: DeepMLP, k: int) -> float:
+        calls.clear()
+        value = c.run("runs and returns a number", lambda: fn(model, spy, k, perm.clone(), x),
+                      "fn(model, permute_fn, layer_index, perm, x) runs",
+                      "copy the model (copy.deepcopy), call permute_fn(copy, layer_index, perm) "
+                      "and compare the two outputs on x")
+        try:
+            number = float(value.item() if isinstance(value, torch.Tensor) else value)
+        except (TypeError, ValueError, RuntimeError):
+            c.fail("runs and returns a number", "a float, the largest absolute difference",
+                   f"returned {type(value).__name__}", "return a number, e.g. "
+                   "(f_before - f_after).abs().max().item()")
+        c.ok("runs and returns a number")
+        c.require(calls == [(k, True)], "uses the given permute_fn",
+                  f"permute_fn called once, with layer_index {k} and the given perm",
+                  f"calls (layer_index, same perm): {calls}",
+                  "apply the permute_fn argument to the copy, passing layer_index and perm on; "
+                  "do not write the permutation again inside this function")
+        return number
+
+    before = copy.deepcopy(plain)
+    plain_change = measure(plain, 1)
+    c.require(_same_params(plain, before, atol=0.0), "model left unchanged",
+              "the model passed in is not modified", "its weights were permuted",
+              "permute a copy: twin = copy.deepcopy(model); permute_fn(twin, layer_index, perm)")
+    c.require(abs(plain_change) < 1e-5, "about 0 for a plain net",
+              "the plain net's function does not change (< 1e-5)", f"{plain_change:.3g}",
+              "compare model(x) with the permuted copy's output, both under torch.no_grad()")
+
+    # Two layers: on hidden layer 2 the largest |difference| is positive, on layer 3 negative,
+    # so a signed maximum fails one of them, whichever order the outputs are subtracted in.
+    for k in (2, 3):
+        reference_model = copy.deepcopy(residual)
+        _reference_permute_fn(reference_model, k, perm)
+        with torch.no_grad():
+            difference = residual(x).double() - reference_model(x).double()
+        want = difference.abs().max().item()
+        got = measure(residual, k)
+        if abs(got - want) <= 1e-4 * want + 1e-7:
+            continue
+        candidates = [
+            (0.0, "both outputs come from the same network: compute f(x) with the original "
+                  "model and f'(x) with the permuted copy (permuting in place and comparing "
+                  "the model with itself gives 0)"),
+            (difference.abs().mean().item(), "that is the mean absolute difference: the "
+                                             "exercise asks for the largest, .abs().max()"),
+            (difference.abs().sum().item(), "that is the sum of absolute differences: take "
+                                            "the largest, .abs().max()"),
+            (difference.max().item(), "take the absolute value before the maximum: "
+                                      "(a - b).abs().max()"),
+            ((-difference).max().item(), "take the absolute value before the maximum: "
+                                         "(a - b).abs().max()"),
+        ]
+        hint = next((h for value, h in candidates
+                     if abs(got - value) <= 1e-4 * abs(value) + 1e-7),
+                    "return max |model(x) - permuted_copy(x)| over every output entry")
+        c.fail("largest output difference", f"on the residual twin (hidden layer {k}): "
+               f"{want:.6g}", f"{got:.6g}", hint)
+    c.ok("largest output difference")
+    return c.report()

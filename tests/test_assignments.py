@@ -1,0 +1,180 @@
+"""`make assignments` and `make grade`: the chapters' exercises as otter-grader assignments.
+
+Builds every assignment once (otter assign runs each exercise's checks on its solution while
+it builds), then: each student notebook, executed unfinished as a student would first run
+it, shows a check failure that names the property, not a crash; grading a solved student
+notebook gives full marks, an unfinished or wrong one zero; hidden checks stay out of the
+student's copy.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import assignments  # noqa: E402
+
+EXPECTED = {"gradient_flow": ["gradient_probe"], "degradation": ["delete_block"],
+            "symmetry": ["permutation", "function_change"], "landscape": ["filter_normalise"],
+            "resnet": ["basic_block"], "densenet": ["dense_layer"],
+            "unet": ["crop_and_concat"], "transformer": ["prenorm_block"],
+            "heads": ["gated_head"]}
+
+
+def tags(cell) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("assignments")
+    result = subprocess.run(["make", "-s", "assignments", f"ASSIGNMENTS={out}"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+def solved_copy(built: Path, name: str, target: Path) -> Path:
+    """The student notebook with each answer cell replaced by the solution, as a student
+    who got everything right would hand it in."""
+    student = nbformat.read(built / name / "student" / f"{name}.ipynb", as_version=4)
+    solved = nbformat.read(built / name / "autograder" / f"{name}.ipynb", as_version=4)
+    answers = [c for c in student.cells if "otter_answer_cell" in tags(c)]
+    solutions = [c for c in solved.cells if "otter_assign_solution_cell" in tags(c)]
+    assert answers and len(answers) == len(solutions)
+    for answer, solution in zip(answers, solutions):
+        answer.source = solution.source
+    nbformat.write(student, target)
+    return target
+
+
+def test_every_chapter_with_exercises_has_an_assignment(built):
+    assert set(assignments.chapters()) == set(EXPECTED)
+    for name, questions in EXPECTED.items():
+        dist = built / name
+        student = nbformat.read(dist / "student" / f"{name}.ipynb", as_version=4)
+        code = [c.source for c in student.cells if c.cell_type == "code"]
+        text = "\n".join(c.source for c in student.cells)
+        assert "%pip install" in code[0] and "otter-grader==" in code[0]
+        assert "PUBLIC_CHECKS = {\n" in code[0]
+        assert "BEGIN SOLUTION" not in text and "# BEGIN" not in text
+        assert not any("book-only" in tags(c) or "remove-cell" in tags(c) for c in student.cells)
+        assert assignments.autograder_zip(dist).stat().st_size > 0
+        for question in questions:
+            assert f"'{question}.py'" in code[0]
+            assert f'grader.check("{question}")' in code
+            assert f"test_{question}_hidden" not in text, "a hidden check leaked into the notebook"
+            hidden = (dist / "autograder" / "tests" / f"{question}.py").read_text()
+            assert "hidden=True" in hidden
+            public = (dist / "student" / "tests" / f"{question}.py").read_text()
+            assert "hidden=True" not in public
+
+
+def test_solutions_are_removed_from_the_student_notebook(built):
+    chapter = nbformat.read(assignments.chapters()["resnet"], as_version=4)
+    solution = next(c.source for c in chapter.cells if "hide-input" in tags(c)
+                    and "class BasicBlock" in c.source)
+    key_line = "return torch.relu(self.bn2(self.conv2(h)) + self.shortcut(x))"
+    assert key_line in solution
+    student = (built / "resnet" / "student" / "resnet.ipynb").read_text()
+    assert "class BasicBlock(nn.Module)" in student and "bn2" not in student
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_an_unfinished_student_notebook_names_the_failed_property(built, name, tmp_path):
+    """Run top to bottom in a fresh kernel, as a student first would: no cell crashes, and
+    the check says which property failed and why."""
+    workdir = tmp_path / "colab"
+    workdir.mkdir()
+    path = workdir / f"{name}.ipynb"
+    shutil.copy(built / name / "student" / f"{name}.ipynb", path)   # the notebook alone
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(workdir)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "error"]
+    assert not errors, errors
+    checks = [c for c in nb.cells if c.source.startswith("grader.check(")]
+    assert len(checks) == len(EXPECTED[name])
+    for check in checks:
+        shown = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                        for o in check.outputs)
+        assert "Test case failed" in shown, shown
+        assert re.search(r"CheckFailed: \[[^\]]+\] property '[^']+' failed", shown), shown
+        assert "expected:" in shown and "measured:" in shown and "hint:" in shown, shown
+    assert (workdir / "skiplab_checks" / name).is_dir(), "the setup cell wrote no checks"
+
+
+def grade(name: str, folder: Path, scores: Path) -> list[dict]:
+    result = subprocess.run(
+        ["make", "-s", "grade", f"ASSIGNMENT={name}", f"SUBMISSIONS={folder}",
+         f"ASSIGNMENTS={folder.parent / 'built'}", f"SCORES={scores}"],
+        cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(scores, newline="") as f:
+        return {Path(row["submission"]).stem: row for row in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_grading_gives_full_marks_to_a_solution_and_zero_to_an_unfinished_notebook(
+        built, name, tmp_path):
+    (tmp_path / "built").symlink_to(built)
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    shutil.copy(built / name / "student" / f"{name}.ipynb", folder / "unfinished.ipynb")
+    solved_copy(built, name, folder / "solved.ipynb")
+    rows = grade(name, folder, tmp_path / "scores.csv")
+    assert set(rows) == {"solved", "unfinished"}
+    solved, unfinished = rows["solved"], rows["unfinished"]
+    possible = 2 * len(EXPECTED[name])     # each exercise: 1 point public, 1 point hidden
+    assert all(float(solved[question]) == 2 for question in EXPECTED[name])
+    assert float(solved["possible"]) == possible and not solved["error"]
+    assert float(solved["total"]) == possible
+    assert float(unfinished["total"]) == 0 and float(unfinished["possible"]) == possible
+
+
+def test_a_wrong_block_scores_zero_and_a_grader_error_is_not_fatal(built, tmp_path):
+    """ReLU on the branch before the addition (a classic mistake) fails the public and the
+    hidden check; a notebook whose code does not even run is graded too, with zero."""
+    (tmp_path / "built").symlink_to(built)
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    nb = nbformat.read(solved_copy(built, "resnet", tmp_path / "solved.ipynb"), as_version=4)
+    answer = next(c for c in nb.cells if "otter_answer_cell" in tags(c))
+    right = "return torch.relu(self.bn2(self.conv2(h)) + self.shortcut(x))"
+    assert right in answer.source
+    answer.source = answer.source.replace(
+        right, "return torch.relu(self.bn2(self.conv2(h))) + self.shortcut(x)")
+    nbformat.write(nb, folder / "relu_before_add.ipynb")
+    answer.source = "class BasicBlock(nn.Module:\n    pass"
+    nbformat.write(nb, folder / "syntax_error.ipynb")
+    rows = grade("resnet", folder, tmp_path / "scores.csv")
+    assert float(rows["relu_before_add"]["total"]) == 0
+    assert float(rows["syntax_error"]["total"]) == 0
+    assert all(float(r["possible"]) == 2 for r in rows.values())
+
+
+def test_grade_without_arguments_says_how_to_call_it():
+    result = subprocess.run(["make", "-s", "grade"], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "ASSIGNMENT": "", "SUBMISSIONS": ""})
+    assert result.returncode != 0 and "usage: make grade ASSIGNMENT=" in result.stdout
+
+
+def test_an_exercise_section_needs_its_markers(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# T")])
+    with pytest.raises(ValueError, match="one cell tagged 'exercises'"):
+        assignments.exercise_cells(nb, tmp_path / "x.ipynb")
+    nb.cells.append(nbformat.v4.new_markdown_cell("## Exercises", metadata={"tags": ["exercises"]}))
+    with pytest.raises(ValueError, match="no '# BEGIN QUESTION'"):
+        assignments.exercise_cells(nb, tmp_path / "x.ipynb")

@@ -1,0 +1,282 @@
+"""Build the chapters' exercises into otter-grader assignments, and grade submissions.
+
+The exercises live in the chapter notebooks (one source for the book page and the
+assignment): a chapter's exercise section starts at the markdown cell tagged ``exercises``
+and runs to the end of the notebook. In it, otter's delimiters (``# BEGIN QUESTION``,
+``# BEGIN SOLUTION``, ``# BEGIN TESTS`` ...) are raw cells and the test cells are code
+cells, all tagged ``remove-cell`` so the book hides them; cells tagged ``book-only`` (the
+section's book introduction, the check printed under each solution) stay out of the
+assignment, where otter's ``grader.check`` cell takes the check's place.
+
+    python tools/assignments.py build [--out _build/assignments] [NAME ...]
+    python tools/assignments.py grade NAME SUBMISSION_OR_FOLDER ... [--csv scores.csv]
+
+``build`` writes, for each chapter with exercises, ``OUT/NAME/student/NAME.ipynb`` (solutions
+replaced by ``...``, public checks only; its first cell installs skiplab and otter-grader
+where they are missing, e.g. in Colab, and writes the public checks next to the notebook)
+and ``OUT/NAME/autograder/`` (the solved notebook and ``NAME-autograder_*.zip`` with the
+hidden checks). otter assign runs every check on the solutions while it builds, so a
+solution that stops passing fails the build.
+
+``grade`` grades submitted notebooks with the autograder zip, without Docker (each notebook
+is executed in a fresh kernel, as ``otter run`` does), and writes one row per submission:
+points per exercise, total, possible, and the error that stopped grading, if any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+DEFAULT_OUT = ROOT / "_build" / "assignments"
+OTTER = "otter-grader==7.0.0"
+BOOK_TAGS = {"remove-cell", "hide-input", "exercises"}
+
+CONFIG = """\
+# ASSIGNMENT CONFIG
+name: {name}
+requirements: null
+init_cell: false
+check_all_cell: false
+export_cell: false
+generate: true
+tests:
+  files: true
+  ok_format: false
+runs_on: default
+"""
+
+SETUP = '''\
+# Setup: where skiplab or otter-grader is missing (a fresh Colab kernel), install them; then
+# write this assignment's public checks to a folder of their own, where grader.check reads
+# them. (When a teacher grades the notebook, otter reads its own checks instead.)
+import importlib.util
+import pathlib
+
+if importlib.util.find_spec("skiplab") is None or importlib.util.find_spec("otter") is None:
+    %pip install --quiet "skiplab @ git+{url}@{branch}" "{otter}"
+    importlib.invalidate_caches()
+
+PUBLIC_CHECKS = {checks}
+checks_dir = pathlib.Path("skiplab_checks") / "{name}"
+checks_dir.mkdir(parents=True, exist_ok=True)
+for file_name, text in PUBLIC_CHECKS.items():
+    (checks_dir / file_name).write_text(text)
+
+import otter
+
+grader = otter.Notebook(tests_dir=str(checks_dir))'''
+
+INTRO = """\
+# Exercises: {title}
+
+These exercises come from the chapter *{title}* of the book *Skip connections*
+({page}). Run the first cell once: it installs what the notebook needs when something is
+missing (in Colab) and prepares the checks. Write your code where you find `...`, then run
+the `grader.check(...)` cell under the exercise: it runs your code through the properties it
+must have and, when one fails, tells you which one, what it expected, what it measured and
+the likely mistake. Your teacher grades the notebook with further, hidden checks. When you
+are done, save the notebook (in Colab: File → Download → Download .ipynb) and hand it in."""
+
+
+def repository() -> tuple[str, str]:
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf8"))
+    repo = config["repository"]
+    return repo["url"].rstrip("/"), repo.get("branch", "main")
+
+
+def tags(cell: nbformat.NotebookNode) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def chapters() -> dict[str, Path]:
+    """Assignment name (the notebook's stem) -> chapter notebook, for chapters with exercises."""
+    found = {}
+    for path in sorted(BOOK.rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in path.parts:
+            continue
+        nb = nbformat.read(path, as_version=4)
+        if any("exercises" in tags(c) for c in nb.cells):
+            if path.stem in found:
+                raise ValueError(f"two chapters named {path.stem}: {found[path.stem]} and {path}")
+            found[path.stem] = path
+    return found
+
+
+def chapter_title(nb: nbformat.NotebookNode, path: Path) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
+            return cell.source.lstrip()[2:].splitlines()[0].strip()
+    raise ValueError(f"{path}: no '# Title' heading")
+
+
+def exercise_cells(nb: nbformat.NotebookNode, path: Path) -> list[nbformat.NotebookNode]:
+    """The exercise section without book-only cells, its book tags dropped, outputs cleared."""
+    starts = [i for i, c in enumerate(nb.cells) if "exercises" in tags(c)]
+    if len(starts) != 1:
+        raise ValueError(f"{path}: expected one cell tagged 'exercises', found {len(starts)}")
+    cells = []
+    for cell in nb.cells[starts[0]:]:
+        if "book-only" in tags(cell):
+            continue
+        cell = copy.deepcopy(cell)
+        kept = [t for t in tags(cell) if t not in BOOK_TAGS]
+        cell.metadata.pop("tags", None)
+        cell.metadata.pop("mystnb", None)      # the book's "Show the solution" prompt
+        if kept:
+            cell.metadata["tags"] = kept
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cells.append(cell)
+    if not any(c.cell_type == "raw" and c.source.startswith("# BEGIN QUESTION") for c in cells):
+        raise ValueError(f"{path}: the exercise section has no '# BEGIN QUESTION' cell")
+    return cells
+
+
+def master_notebook(name: str, path: Path) -> nbformat.NotebookNode:
+    """otter's input: config, title, setup cell, then the chapter's exercise section."""
+    nb = nbformat.read(path, as_version=4)
+    url, branch = repository()
+    title = chapter_title(nb, path)
+    page = f"the chapter's notebook: {url}/blob/{branch}/{path.relative_to(ROOT).as_posix()}"
+    setup = SETUP.format(url=url, branch=branch, otter=OTTER, checks="{}", name=name)
+    cells = [nbformat.v4.new_raw_cell(CONFIG.format(name=name)),
+             nbformat.v4.new_markdown_cell(INTRO.format(title=title, page=page)),
+             nbformat.v4.new_code_cell(setup)]
+    return nbformat.v4.new_notebook(cells=cells + exercise_cells(nb, path),
+                                    metadata=copy.deepcopy(nb.metadata))
+
+
+def fill_public_checks(student: Path) -> None:
+    """Put the public checks into the student notebook's setup cell (a Colab kernel sees
+    the notebook alone, not the tests/ folder beside it)."""
+    folder = student.parent / "tests"
+    tests = {p.name: p.read_text(encoding="utf8") for p in sorted(folder.glob("*.py"))}
+    if not tests:
+        raise RuntimeError(f"otter wrote no public checks beside {student}")
+    nb = nbformat.read(student, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "PUBLIC_CHECKS = {}" in cell.source:
+            body = "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in tests.items()) + "}"
+            cell.source = cell.source.replace("PUBLIC_CHECKS = {}", f"PUBLIC_CHECKS = {body}")
+            break
+    else:
+        raise RuntimeError(f"{student}: no setup cell to fill")
+    nbformat.write(nb, student)
+
+
+def build_one(name: str, path: Path, out: Path) -> Path:
+    dist = out / name
+    with tempfile.TemporaryDirectory() as tmp:
+        master = Path(tmp) / f"{name}.ipynb"
+        nbformat.write(master_notebook(name, path), master)
+        shutil.rmtree(dist, ignore_errors=True)
+        result = subprocess.run([sys.executable, "-m", "otter", "assign", str(master), str(dist)],
+                                capture_output=True, text=True, cwd=tmp)
+        if result.returncode != 0:
+            raise RuntimeError(f"otter assign failed for {name} ({path.relative_to(ROOT)}):\n"
+                               f"{result.stdout}\n{result.stderr}")
+    fill_public_checks(dist / "student" / f"{name}.ipynb")
+    return dist
+
+
+def build(out: Path, names: list[str], jobs: int) -> list[Path]:
+    found = chapters()
+    unknown = sorted(set(names) - set(found))
+    if unknown:
+        raise SystemExit(f"no chapter with exercises named {', '.join(unknown)}; "
+                         f"known: {', '.join(found)}")
+    selected = {n: found[n] for n in (names or found)}
+    out.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        dists = list(pool.map(lambda item: build_one(item[0], item[1], out), selected.items()))
+    for dist in dists:
+        print(f"{dist.relative_to(out.parent) if out.parent in dist.parents else dist}: "
+              f"student/{dist.name}.ipynb, autograder/{autograder_zip(dist).name}")
+    return dists
+
+
+def autograder_zip(dist: Path) -> Path:
+    zips = sorted((dist / "autograder").glob("*-autograder_*.zip"))
+    if not zips:
+        raise FileNotFoundError(f"no autograder zip in {dist / 'autograder'}: run build first")
+    return zips[-1]
+
+
+def submissions(paths: list[Path]) -> list[Path]:
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        elif path.suffix == ".ipynb" and path.exists():
+            found.append(path)
+        else:
+            raise SystemExit(f"{path}: not a notebook or a folder of notebooks")
+    if not found:
+        raise SystemExit("no submitted notebooks found")
+    return found
+
+
+def grade(name: str, paths: list[Path], out: Path, csv_path: Path | None) -> list[dict]:
+    """Grade each submission with the assignment's autograder; one row per submission."""
+    from otter.api import grade_submission
+
+    zip_path = autograder_zip(out / name)
+    rows = []
+    for path in submissions(paths):
+        results = grade_submission(str(path), str(zip_path), quiet=True)
+        row: dict = {"submission": str(path)}
+        error = results.catastrophic_error
+        for question in sorted(results.test_files):
+            row[question] = results.get_score(question)
+        row.update(total=results.total, possible=results.possible,
+                   error="" if error is None else f"{type(error).__name__}: {error}")
+        rows.append(row)
+    summary = ["total", "possible", "error"]
+    questions = sorted({k for r in rows for k in r} - {"submission", *summary})
+    columns = ["submission", *questions, *summary]
+    if csv_path is not None:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(csv_path, "w", newline="", encoding="utf8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+    writer = csv.DictWriter(sys.stdout, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="student notebooks and autograders for the chapters")
+    b.add_argument("names", nargs="*", help="assignments to build (default: every chapter's)")
+    b.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    b.add_argument("--jobs", type=int, default=2, help="otter assign runs side by side")
+    g = sub.add_parser("grade", help="grade submitted notebooks into a score table")
+    g.add_argument("name", help="the assignment (a chapter's notebook name, e.g. resnet)")
+    g.add_argument("submissions", nargs="+", type=Path, help="notebooks or folders of them")
+    g.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where build wrote them")
+    g.add_argument("--csv", type=Path, default=None, help="write the table here too")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        build(args.out.resolve(), args.names, args.jobs)
+    else:
+        grade(args.name, args.submissions, args.out.resolve(), args.csv)
+
+
+if __name__ == "__main__":
+    main()
