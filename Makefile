@@ -71,11 +71,14 @@ assignments: venv
 
 # Grade a folder of submitted notebooks into a CSV, hidden checks included, without Docker:
 #   make grade ASSIGNMENT=resnet SUBMISSIONS=path/to/folder [SCORES=scores.csv]
+# Each notebook runs in a fresh kernel, at most GRADE_TIMEOUT seconds (then it scores 0).
 SCORES ?= $(ASSIGNMENTS)/$(ASSIGNMENT)/scores.csv
+GRADE_TIMEOUT ?= 600
 grade: venv
 	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { \
 		echo "usage: make grade ASSIGNMENT=<name, e.g. resnet> SUBMISSIONS=<folder or notebook> [SCORES=file.csv]"; exit 2; }
-	$(BIN)/python tools/assignments.py grade $(ASSIGNMENT) $(SUBMISSIONS) --out $(ASSIGNMENTS) --csv $(SCORES)
+	$(BIN)/python tools/assignments.py grade $(ASSIGNMENT) $(SUBMISSIONS) --out $(ASSIGNMENTS) \
+		--csv $(SCORES) --timeout $(GRADE_TIMEOUT)
 
 clean:
 	rm -rf _build _vendor .vendor-tmp

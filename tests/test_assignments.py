@@ -116,11 +116,12 @@ def test_an_unfinished_student_notebook_names_the_failed_property(built, name, t
     assert (workdir / "skiplab_checks" / name).is_dir(), "the setup cell wrote no checks"
 
 
-def grade(name: str, folder: Path, scores: Path) -> list[dict]:
+def grade(name: str, folder: Path, scores: Path, timeout: int = 600) -> dict[str, dict]:
     result = subprocess.run(
         ["make", "-s", "grade", f"ASSIGNMENT={name}", f"SUBMISSIONS={folder}",
-         f"ASSIGNMENTS={folder.parent / 'built'}", f"SCORES={scores}"],
-        cwd=ROOT, capture_output=True, text=True)
+         f"ASSIGNMENTS={folder.parent / 'built'}", f"SCORES={scores}",
+         f"GRADE_TIMEOUT={timeout}"],
+        cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     with open(scores, newline="") as f:
         return {Path(row["submission"]).stem: row for row in csv.DictReader(f)}
@@ -142,11 +143,13 @@ def test_grading_gives_full_marks_to_a_solution_and_zero_to_an_unfinished_notebo
     assert float(solved["possible"]) == possible and not solved["error"]
     assert float(solved["total"]) == possible
     assert float(unfinished["total"]) == 0 and float(unfinished["possible"]) == possible
+    assert "CheckFailed" in unfinished["failed"] and not unfinished["error"]
 
 
-def test_a_wrong_block_scores_zero_and_a_grader_error_is_not_fatal(built, tmp_path):
+def test_a_wrong_block_scores_zero_and_a_broken_notebook_does_not_stop_grading(built, tmp_path):
     """ReLU on the branch before the addition (a classic mistake) fails the public and the
-    hidden check; a notebook whose code does not even run is graded too, with zero."""
+    hidden check, and the table says which property; a notebook whose code does not even
+    run, and a file that is not a notebook, are graded too, with zero."""
     (tmp_path / "built").symlink_to(built)
     folder = tmp_path / "submissions"
     folder.mkdir()
@@ -159,10 +162,26 @@ def test_a_wrong_block_scores_zero_and_a_grader_error_is_not_fatal(built, tmp_pa
     nbformat.write(nb, folder / "relu_before_add.ipynb")
     answer.source = "class BasicBlock(nn.Module:\n    pass"
     nbformat.write(nb, folder / "syntax_error.ipynb")
+    (folder / "not_a_notebook.ipynb").write_text('{"cells": [')
     rows = grade("resnet", folder, tmp_path / "scores.csv")
-    assert float(rows["relu_before_add"]["total"]) == 0
-    assert float(rows["syntax_error"]["total"]) == 0
-    assert all(float(r["possible"]) == 2 for r in rows.values())
+    assert set(rows) == {"relu_before_add", "syntax_error", "not_a_notebook"}
+    assert all(float(r["total"]) == 0 and float(r["possible"]) == 2 for r in rows.values())
+    assert "property 'addition before the final ReLU' failed" in rows["relu_before_add"]["failed"]
+    assert not rows["relu_before_add"]["error"] and not rows["syntax_error"]["error"]
+    assert rows["not_a_notebook"]["error"].startswith("not graded: ")
+    assert "NotJSONError" in rows["not_a_notebook"]["error"]
+
+
+def test_a_notebook_that_never_ends_is_stopped(built, tmp_path):
+    (tmp_path / "built").symlink_to(built)
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    nb = nbformat.read(solved_copy(built, "resnet", tmp_path / "solved.ipynb"), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("while True:\n    pass"))
+    nbformat.write(nb, folder / "endless.ipynb")
+    rows = grade("resnet", folder, tmp_path / "scores.csv", timeout=15)
+    assert rows["endless"]["error"] == "not graded: ran over 15 s"
+    assert float(rows["endless"]["total"]) == 0
 
 
 def test_grade_without_arguments_says_how_to_call_it():

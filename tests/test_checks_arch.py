@@ -155,8 +155,18 @@ class UnusedNorm(RefBlock):
         return self.conv2(F.relu(self.bn1(self.conv1(x))))
 
 
+class InPlaceShortcutAdd(RefBlock):
+    """identity = shortcut(x) is x itself where the shapes agree: += changes the input."""
+
+    def forward(self, x):
+        identity = self.shortcut(x)
+        identity += self.branch(x)
+        return F.relu(identity)
+
+
 @pytest.mark.parametrize("block_cls, prop, hint", [
     (ReluBeforeAdd, "addition before the final ReLU", "after adding the shortcut"),
+    (InPlaceShortcutAdd, "forward runs", "the block must leave its input alone"),
     (NoFinalRelu, "output non-negative", "apply a ReLU to the sum"),
     (PlainBlock, "skip connection exists", "add the shortcut"),
     (AlwaysProject, "parameter-free identity shortcut", "1x1 projection"),

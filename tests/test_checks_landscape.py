@@ -3,11 +3,10 @@ student mistakes are rejected with the message meant for them."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 import torch.nn.functional as F
+from checkhelp import rejects as _rejects
 from torch import nn
 
 from skiplab.checks import CheckFailed
@@ -19,14 +18,6 @@ NORMS = "each filter's norm equals the weights' filter norm"
 ALIGN = "each filter is a positive multiple of the direction's filter"
 PROPERTIES = ["runs without error", "one tensor per parameter", "shapes match the parameters",
               "inputs unchanged", ZERO, NORMS, ALIGN]
-
-
-def _rejects(check, solution, prop: str, hint: str) -> CheckFailed:
-    with pytest.raises(CheckFailed, match=re.escape(f"property '{prop}' failed")) as info:
-        check(solution)
-    assert info.value.property == prop
-    assert hint.lower() in info.value.hint.lower(), info.value
-    return info.value
 
 
 def _per_filter(t: torch.Tensor) -> torch.Tensor:

@@ -18,9 +18,10 @@ and ``OUT/NAME/autograder/`` (the solved notebook and ``NAME-autograder_*.zip`` 
 hidden checks). otter assign runs every check on the solutions while it builds, so a
 solution that stops passing fails the build.
 
-``grade`` grades submitted notebooks with the autograder zip, without Docker (each notebook
-is executed in a fresh kernel, as ``otter run`` does), and writes one row per submission:
-points per exercise, total, possible, and the error that stopped grading, if any.
+``grade`` grades submitted notebooks with the autograder zip, without Docker (``otter run``
+for each notebook, in its own process and a fresh kernel, with a time limit), and writes one
+row per submission: points per exercise, total, possible, the first failed check of each
+exercise that lost points, and why a notebook could not be graded, if it could not.
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import json
+import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -229,33 +234,103 @@ def submissions(paths: list[Path]) -> list[Path]:
     return found
 
 
-def grade(name: str, paths: list[Path], out: Path, csv_path: Path | None) -> list[dict]:
-    """Grade each submission with the assignment's autograder; one row per submission."""
-    from otter.api import grade_submission
+def questions(dist: Path) -> list[str]:
+    """The assignment's exercises, in notebook order (its grader.check cells)."""
+    nb = nbformat.read(dist / "autograder" / f"{dist.name}.ipynb", as_version=4)
+    found = [re.match(r'grader\.check\("([^"]+)"\)', c.source.strip()) for c in nb.cells
+             if c.cell_type == "code"]
+    return [m.group(1) for m in found if m]
 
-    zip_path = autograder_zip(out / name)
-    rows = []
-    for path in submissions(paths):
-        results = grade_submission(str(path), str(zip_path), quiet=True)
-        row: dict = {"submission": str(path)}
-        error = results.catastrophic_error
-        for question in sorted(results.test_files):
-            row[question] = results.get_score(question)
-        row.update(total=results.total, possible=results.possible,
-                   error="" if error is None else f"{type(error).__name__}: {error}")
-        rows.append(row)
-    summary = ["total", "possible", "error"]
-    questions = sorted({k for r in rows for k in r} - {"submission", *summary})
-    columns = ["submission", *questions, *summary]
+
+def points(dist: Path) -> dict[str, float]:
+    """Points each exercise is worth, public and hidden checks together (the autograder's)."""
+    from otter.test_files.exception_test import ExceptionTestFile
+
+    return {p.stem: float(ExceptionTestFile.from_file(str(p)).possible)
+            for p in sorted((dist / "autograder" / "tests").glob("*.py"))}
+
+
+def first_failure(output: str) -> str:
+    """The line of otter's output that says why a check failed."""
+    match = re.search(r"^\s*((?:CheckFailed|AssertionError|\w+Error)\b.*)$", output, re.M)
+    return match.group(1).strip() if match else "failed"
+
+
+def grade_one(path: Path, zip_path: Path, timeout: float) -> dict:
+    """Grade one notebook with ``otter run`` in its own process (a fresh kernel, no Docker).
+
+    Returns {question: (score, possible)} under "scores", the failed checks under "failed"
+    and, when the notebook could not be graded at all, the reason under "error"."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "otter", "run", "-a", str(zip_path), "-o", tmp,
+                   str(path)]
+        # its own process group, so that a timeout also stops the kernel otter started
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, start_new_session=True)
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            return {"scores": {}, "failed": [], "error": f"not graded: ran over {timeout:g} s"}
+        results = Path(tmp) / "results.json"
+        if process.returncode != 0 or not results.exists():
+            lines = [ln.strip() for ln in output.splitlines()
+                     if re.match(r"\s*[\w.]*(Error|Exception)\b", ln)]
+            reason = lines[-1] if lines else f"otter run exited with {process.returncode}"
+            return {"scores": {}, "failed": [], "error": f"not graded: {reason}"}
+        tests = json.loads(results.read_text(encoding="utf8"))["tests"]
+    scores, failed = {}, []
+    for test in tests:
+        if "score" not in test:          # otter's summary of the public checks
+            continue
+        scores[test["name"]] = (test["score"], test["max_score"])
+        if test["score"] < test["max_score"]:
+            failed.append(f"{test['name']}: {first_failure(test.get('output', ''))}")
+    return {"scores": scores, "failed": failed, "error": ""}
+
+
+def grade(name: str, paths: list[Path], out: Path, csv_path: Path | None, *, jobs: int = 2,
+          timeout: float = 600.0) -> list[dict]:
+    """Grade each submission with the assignment's autograder; one row per submission.
+
+    Columns: submission, points per exercise, total, possible, failed (the first failing
+    check of each exercise that lost points), error (why a notebook could not be graded:
+    not a notebook, or over ``timeout`` seconds). A notebook that could not be graded
+    scores 0 of the assignment's points. Rows are printed and written as they come."""
+    dist = out / name
+    zip_path = autograder_zip(dist)
+    names = questions(dist)
+    possible = sum(points(dist).values())
+    possible = int(possible) if float(possible).is_integer() else possible
+    columns = ["submission", *names, "total", "possible", "failed", "error"]
+    found = submissions(paths)
+    writers = [csv.DictWriter(sys.stdout, fieldnames=columns)]
+    handle = None
     if csv_path is not None:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(csv_path, "w", newline="", encoding="utf8") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        handle = open(csv_path, "w", newline="", encoding="utf8")
+        writers.append(csv.DictWriter(handle, fieldnames=columns))
+    rows = []
+    try:
+        for writer in writers:
             writer.writeheader()
-            writer.writerows(rows)
-    writer = csv.DictWriter(sys.stdout, fieldnames=columns, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            graded = pool.map(lambda p: (p, grade_one(p, zip_path, timeout)), found)
+            for path, result in graded:
+                row = {"submission": str(path), "failed": "; ".join(result["failed"]),
+                       "error": result["error"]}
+                for question in names:
+                    row[question] = result["scores"].get(question, (0, None))[0]
+                row.update(total=sum(row[q] for q in names), possible=possible)
+                rows.append(row)
+                for writer in writers:
+                    writer.writerow(row)
+                if handle is not None:
+                    handle.flush()
+    finally:
+        if handle is not None:
+            handle.close()
     return rows
 
 
@@ -271,11 +346,15 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("submissions", nargs="+", type=Path, help="notebooks or folders of them")
     g.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where build wrote them")
     g.add_argument("--csv", type=Path, default=None, help="write the table here too")
+    g.add_argument("--jobs", type=int, default=2, help="notebooks graded side by side")
+    g.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds one notebook may run before it counts as not graded")
     args = parser.parse_args(argv)
     if args.command == "build":
         build(args.out.resolve(), args.names, args.jobs)
     else:
-        grade(args.name, args.submissions, args.out.resolve(), args.csv)
+        grade(args.name, args.submissions, args.out.resolve(), args.csv, jobs=args.jobs,
+              timeout=args.timeout)
 
 
 if __name__ == "__main__":

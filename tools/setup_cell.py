@@ -41,7 +41,8 @@ def canonical_source() -> str:
 
 
 def notebooks() -> list[Path]:
-    return sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    return sorted(p for p in (ROOT / "book").rglob("*.ipynb")
+                  if ".ipynb_checkpoints" not in p.parts)
 
 
 def first_cell_ok(path: Path) -> bool:

@@ -13,7 +13,6 @@ from .models import (check_function_change, check_gated_head, check_gradient_pro
                      check_permutation, check_prenorm_block, skip_net_changes)
 
 __all__ = ["CheckFailed", "Checker", "check_basic_block", "check_crop_and_concat",
-           "check_delete_block", "check_dense_layer", "check_filter_normalise", "check_function_change",
-           "check_gated_head",
-           "check_gradient_probe", "check_permutation", "check_prenorm_block",
-           "skip_net_changes"]
+           "check_delete_block", "check_dense_layer", "check_filter_normalise",
+           "check_function_change", "check_gated_head", "check_gradient_probe",
+           "check_permutation", "check_prenorm_block", "skip_net_changes"]

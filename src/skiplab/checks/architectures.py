@@ -173,6 +173,10 @@ def _block_crash_hint(cfg: tuple[int, int, int], error: BaseException,
                 "read in_channels, conv2 reads out_channels")
     if "running_mean" in text or "weight should contain" in text:
         return "each BatchNorm takes the channel count of the conv before it (out_channels)"
+    if "in-place operation" in text:
+        return ("an in-place operation changed x (e.g. identity = x; identity += out, or an "
+                "in-place ReLU on x): the block must leave its input alone; write "
+                "out = out + shortcut(x)")
     return "the forward pass crashed: run the block on a random input of this shape and read " \
            "the traceback"
 

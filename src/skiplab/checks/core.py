@@ -4,23 +4,27 @@ A checker runs a student's code through properties. On the first property that f
 raises :class:`CheckFailed`, whose message names the property, what was expected, what was
 measured and a hint at the likely mistake::
 
-    CheckFailed: [basic block] property 'addition before the activation' failed
-      expected: with the residual branch switched off, the block returns relu(x)
-      measured: the output has negative entries (min -1.93)
-      hint: apply the final ReLU after adding the shortcut, not to the branch alone
+    CheckFailed: [basic block] property 'addition before the final ReLU' failed
+      expected: with the branch switched off (last BatchNorm weight and bias 0),
+                block_cls(8, 8, 1) returns relu(shortcut(x))
+      measured: the output has negative entries (min -3.45)
+      hint: apply the final ReLU after adding the shortcut, not to the branch alone:
+            relu(bn2(conv2(h)) + shortcut(x))
 
 A checker returns a short report (a string) when every property holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["CheckFailed", "Checker", "count_parameters", "gradients_reach"]
+__all__ = ["CheckFailed", "Checker", "PropertyChecker", "count_parameters", "gradients_reach",
+           "max_diff", "seeded"]
 
 
 class CheckFailed(AssertionError):
@@ -76,6 +80,27 @@ class Checker:
         lines = [f"[{self.exercise}] all {len(self.passed)} checks passed:"]
         lines += [f"  - {p}" for p in self.passed]
         return "\n".join(lines)
+
+
+class PropertyChecker(Checker):
+    """A Checker that records each property once, however many cases it is tried on."""
+
+    def ok(self, prop: str) -> None:
+        if prop not in self.passed:
+            self.passed.append(prop)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run with a fixed seed, then put the caller's CPU random state back."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute difference, in float64."""
+    return (a.detach().double() - b.detach().double()).abs().max().item()
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -16,14 +16,14 @@ likely mistake.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..landscape import random_direction
-from .core import Checker
+from .core import PropertyChecker as _Checker
+from .core import seeded as _seeded
 
 __all__ = ["check_filter_normalise"]
 
@@ -48,20 +48,6 @@ _WRONG_AXIS = ("wrong axis: a filter is the slice d[i] along dim 0 (a row of a L
                "d.reshape(d.shape[0], -1).norm(dim=1)")
 
 
-class _Checker(Checker):
-    """A Checker that records each property once, however many cases it is tried on."""
-
-    def ok(self, prop: str) -> None:
-        if prop not in self.passed:
-            self.passed.append(prop)
-
-
-@contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Run with a fixed seed, then put the caller's CPU random state back."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,8 +17,7 @@ tiny CPU nets under a fixed seed, and the global random state is restored afterw
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +28,9 @@ from ..blocks.residual import BasicBlock
 from ..models.cifar import CifarNet, CifarNetConfig
 from ..probes.lesion import delete_block
 from .core import Checker
+from .core import PropertyChecker as _Checker
+from .core import max_diff as _max_diff
+from .core import seeded as _seeded
 
 __all__ = ["check_delete_block", "lesion_test_model"]
 
@@ -38,24 +40,7 @@ DeleteFn = Callable[[CifarNet, int], nn.Module]
 _BATCH, _CLASSES = 4, 6
 
 
-class _Checker(Checker):
-    """A Checker that records each property once, however many blocks it is tried on."""
 
-    def ok(self, prop: str) -> None:
-        if prop not in self.passed:
-            self.passed.append(prop)
-
-
-@contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Run with a fixed seed, then put the caller's CPU random state back."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.detach().double() - b.detach().double()).abs().max().item()
 
 
 # --------------------------------------------------------------------------------------------

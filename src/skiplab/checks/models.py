@@ -12,8 +12,7 @@ The exercise contracts (what the student writes) are in each checker's docstring
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -23,7 +22,10 @@ from torch import nn
 from ..models.mlp import DeepMLP, MLPConfig
 from ..probes.gradients import layer_grad_norms
 from ..probes.symmetry import permute_units_
-from .core import Checker, gradients_reach
+from .core import Checker, CheckFailed, gradients_reach
+from .core import PropertyChecker as _Checker
+from .core import max_diff as _max_diff
+from .core import seeded as _seeded
 
 __all__ = [
     "PERMUTATION",
@@ -37,24 +39,7 @@ __all__ = [
 ]
 
 
-class _Checker(Checker):
-    """A Checker that records each property once, however many models it is tried on."""
 
-    def ok(self, prop: str) -> None:
-        if prop not in self.passed:
-            self.passed.append(prop)
-
-
-@contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Run with a fixed seed, then put the caller's CPU random state back."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.detach().double() - b.detach().double()).abs().max().item()
 
 
 def _same_params(a: nn.Module, b: nn.Module, atol: float = 1e-6) -> bool:
@@ -283,10 +268,12 @@ def check_prenorm_block(block_cls: Callable[[int, int], nn.Module]) -> str:
     checker switches a branch off by zeroing ``attn.out_proj`` and the last ``nn.Linear`` in
     ``ffn`` (weights and biases), so the block must use these very sub-layers.
 
-    Properties (d_model 16, 4 heads, T = 6, eval mode): builds with the sub-layers; shape;
-    identity with both branches off (diagnoses post-norm, a LayerNorm on the stream after
-    the addition, and a missing skip); causal mode hides later tokens and sees earlier ones
-    (diagnoses an ignored and a reversed mask); non-causal mode sees every token; gradients
+    Properties (d_model 16, 4 heads, T = 6, eval mode): builds with the sub-layers; forward
+    runs (diagnoses adding attn's (output, weights) tuple); the input is left unchanged
+    (diagnoses ``x += ...``); shape; identity with both branches off (diagnoses post-norm, a
+    LayerNorm on the stream after the addition, and a missing skip); causal mode hides later
+    tokens and sees earlier ones (diagnoses an ignored, a reversed, an off-by-one mask and a
+    masked diagonal); non-causal mode sees every token; gradients
     reach every parameter and the input; the output matches the formula above computed from
     the block's own sub-layers (with random LayerNorm parameters).
     """
@@ -301,11 +288,26 @@ def check_prenorm_block(block_cls: Callable[[int, int], nn.Module]) -> str:
         x = torch.randn(2, T, D) * 2 + 0.5
 
         def forward(b: nn.Module, inp: torch.Tensor, causal: bool, prop: str) -> torch.Tensor:
-            out = c.run(prop, lambda: b(inp, causal=causal),
-                        f"block(x, causal={causal}) runs on x of shape {tuple(inp.shape)}",
-                        "forward(x, causal) should return x + attn(...) then + ffn(...); for "
+            before = inp.detach().clone()
+            try:
+                out = b(inp, causal=causal)
+            except CheckFailed:
+                raise
+            except Exception as error:  # any crash in student code is reported
+                hint = ("forward(x, causal) should return x + attn(...) then + ffn(...); for "
                         "the causal mask pass attn_mask=torch.ones(T, T, dtype=torch.bool)"
                         ".triu(1) (is_causal=True alone raises in nn.MultiheadAttention)")
+                if isinstance(error, TypeError) and "tuple" in str(error):
+                    hint = ("nn.MultiheadAttention returns a tuple (output, weights): add "
+                            "self.attn(...)[0] to the stream")
+                c.fail("forward runs", f"block(x, causal={causal}) runs on x of shape "
+                       f"{tuple(inp.shape)}", f"{type(error).__name__}: {error}", hint)
+            c.ok("forward runs")
+            if not torch.equal(inp.detach(), before):
+                c.fail("input left unchanged", "block(x) leaves the caller's x as it was",
+                       "x was modified in place",
+                       "x += ... changes the tensor the caller passed in: write x = x + ...")
+            c.ok("input left unchanged")
             if not torch.is_tensor(out):
                 c.fail(prop, "a tensor", f"a {type(out).__name__}",
                        "nn.MultiheadAttention returns (output, weights): take [0]")
@@ -442,11 +444,18 @@ def _check_causal(c: Checker, block: nn.Module,
     with torch.no_grad():
         base = forward(block, x, True, "causal: no look-ahead")
         if not torch.isfinite(base).all():
+            broken = (~torch.isfinite(base)).any(dim=-1)[0].nonzero().flatten().tolist()
+            if broken[0] == 0:      # the first query sees nothing: the diagonal is masked
+                hint = ("the diagonal is masked too, so position 0 may attend to nothing: "
+                        "every position must see itself; mask only above the diagonal, "
+                        ".triu(1), not .triu()")
+            else:
+                hint = ("in a bool attn_mask True means 'may NOT attend'; the mask should be "
+                        "True above the diagonal (.triu(1)). Yours looks reversed (.tril())")
             c.fail("causal: no look-ahead", "finite outputs with causal=True",
-                   "NaN in the output: some query has every key masked",
-                   "in a bool attn_mask True means 'may NOT attend'; the mask should be "
-                   "True above the diagonal (.triu(1)). Yours looks reversed (.tril())")
-        leak, past = 0.0, float("inf")
+                   f"NaN in the output at positions {broken}: some query has every key "
+                   "masked", hint)
+        leak, past, far_leak = 0.0, float("inf"), 0.0
         leak_at = 0
         for t in range(T):
             if t < T - 1:
@@ -456,13 +465,22 @@ def _check_causal(c: Checker, block: nn.Module,
                               base[:, :t + 1])
                 if d > leak:
                     leak, leak_at = d, t
+            if t < T - 2:           # tokens two or more steps ahead
+                changed = x.clone()
+                changed[:, t + 2:] = torch.randn(1, T - t - 2, D)
+                far_leak = max(far_leak, _max_diff(
+                    forward(block, changed, True, "causal: no look-ahead")[:, :t + 1],
+                    base[:, :t + 1]))
             if t > 0:
                 changed = x.clone()
                 changed[:, :t] = torch.randn(1, t, D)
                 out = forward(block, changed, True, "causal: no look-ahead")
                 past = min(past, _max_diff(out[:, t], base[:, t]))
         if leak > 1e-5:
-            if past < 1e-6:
+            if far_leak < 1e-6:
+                hint = ("off by one: each position sees the next token. Mask every key after "
+                        "the query: True strictly above the diagonal, .triu(1) (not .triu(2))")
+            elif past < 1e-6:
                 hint = ("the mask is reversed: it lets positions see the future and hides the "
                         "past. In a bool attn_mask True means 'may NOT attend': use "
                         "torch.ones(T, T, dtype=torch.bool).triu(1), not .tril()")
@@ -696,8 +714,8 @@ def check_permutation(permute_fn: Callable[[nn.Module, int, torch.Tensor], Any])
     """Check a student's in-place permutation of hidden units.
 
     The exercise: ``permute_fn(model, layer_index, perm)`` reorders, in place, the units of
-    hidden layer ``layer_index`` of ``model`` so that unit k takes the place of unit
-    ``perm[k]`` (like :func:`skiplab.probes.permute_units_`).
+    hidden layer ``layer_index`` of ``model`` so that afterwards unit k is the old unit
+    ``perm[k]``: new W[k] = old W[perm[k]] (like :func:`skiplab.probes.permute_units_`).
 
     - ``model``: a plain :class:`skiplab.models.DeepMLP`, (B, in_features) -> (B, classes).
       Its Linear layers, input to output, are ``model.weight_layers()``; hidden layer k
@@ -801,7 +819,7 @@ def _diagnose_permutation(student: DeepMLP, model: DeepMLP, k: int,
 def _diagnose_convention(student: DeepMLP, model: DeepMLP, k: int, perm: torch.Tensor) -> str:
     """Hint for a function-preserving permutation that is not the one given."""
     if _same_params(student, _reference_permuted(model, k, torch.argsort(perm))):
-        return ("you applied the inverse permutation: unit j must take the place of unit "
+        return ("you applied the inverse permutation: afterwards unit j must be the old unit "
                 "perm[j], new W[j] = old W[perm[j]], i.e. W[perm] (not W_new[perm] = W)")
     layers = [i for i, (a, b) in enumerate(zip(student.weight_layers(), model.weight_layers()))
               if not _same_params(a, b, atol=0.0)]

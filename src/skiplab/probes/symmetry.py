@@ -34,7 +34,7 @@ def _check_pair(incoming: nn.Linear, outgoing: nn.Linear, offset: int) -> None:
 @torch.no_grad()
 def permute_units_(incoming: nn.Linear, outgoing: nn.Linear, perm: torch.Tensor, *,
                    offset: int = 0) -> None:
-    """Reorder the units of a hidden layer in place: unit k takes the place of unit perm[k].
+    """Reorder the units of a hidden layer in place: afterwards unit k is the old unit perm[k].
 
     Args:
         incoming: the layer that computes the units, (n, d_in) weight.
