@@ -528,6 +528,16 @@ def permute_off_by_one(model, layer_index, perm):
     permute_reference(model, layer_index + 1, perm)
 
 
+def permute_in_a_loop(model, layer_index, perm):
+    """Row by row in place: rows are overwritten before they are read."""
+    incoming, outgoing = model.weight_layers()[layer_index], model.weight_layers()[layer_index + 1]
+    with torch.no_grad():
+        for j, p in enumerate(perm.tolist()):
+            incoming.weight[j] = incoming.weight[p]
+            incoming.bias[j] = incoming.bias[p]
+            outgoing.weight[:, j] = outgoing.weight[:, p]
+
+
 def permute_returns_copy(model, layer_index, perm):
     import copy
     twin = copy.deepcopy(model)
@@ -556,6 +566,7 @@ def test_permutation_accepts(fn):
     (permute_returns_copy, "parameters changed", "returned a module"),
     (permute_scatter, "the given permutation", "inverse permutation"),
     (permute_off_by_one, "the given permutation", "check the layer index"),
+    (permute_in_a_loop, "same function", "overwrites rows it still has to read"),
 ])
 def test_permutation_rejects(fn, prop, hint):
     _rejects(check_permutation, fn, prop, hint)

@@ -794,6 +794,12 @@ def _changed_layers(student: DeepMLP, model: DeepMLP) -> str:
 def _diagnose_permutation(student: DeepMLP, model: DeepMLP, k: int,
                           perm: torch.Tensor) -> str:
     """Hint for a permutation that changed the plain net's function."""
+    rows = student.weight_layers()[k].weight.detach()
+    cols = student.weight_layers()[k + 1].weight.detach().T
+    if any(torch.unique(m, dim=0).shape[0] < m.shape[0] for m in (rows, cols)):
+        return ("some rows or columns now appear twice: a loop such as W[j] = W[perm[j]] "
+                "overwrites rows it still has to read. Index all at once, "
+                "W.copy_(W[perm]) (W[perm] is a copy), and likewise b and W_next[:, perm]")
     inverse = torch.argsort(perm)
     square = model.weight_layers()[k].weight.shape[1] == perm.numel()
     candidates = [
