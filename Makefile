@@ -47,12 +47,13 @@ book: venv vendor
 		rm -rf _build/.jupyter_cache _build/.doctrees; echo "$$hash" > _build/.skiplab-source; fi
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-# Unit tests, every notebook through nbval, the book, and its pages in headless Chromium.
+# Unit tests, every notebook through nbval, the book, its pages in headless Chromium, and the
+# assignments (built, run unfinished as a student would, graded).
 # nbval and the book build each execute every notebook. They run side by side, each with one
 # torch thread (on 2 cores, 2 threads are only ~1.2x faster than 1, and two processes with 2
 # threads each fight over the cores), so the two passes take about the time of one.
 test: venv vendor
-	$(BIN)/python -m pytest tests -m "not browser" -q
+	$(BIN)/python -m pytest tests -m "not browser" -q --ignore=tests/test_assignments.py
 	@mkdir -p _build
 	@OMP_NUM_THREADS=1 $(BIN)/python -m pytest --nbval-lax book -q -p no:cacheprovider \
 		> _build/nbval.log 2>&1 & nbval=$$!; \
@@ -60,7 +61,14 @@ test: venv vendor
 	wait $$nbval; nbval_status=$$?; \
 	echo "--- nbval (every notebook, fresh kernel) ---"; cat _build/nbval.log; \
 	test $$book -eq 0 && test $$nbval_status -eq 0
-	$(BIN)/python -m pytest tests -m browser -q
+	@# The browser tests mostly wait for pages to draw; the assignment tests (make assignments,
+	@# student notebooks run and graded with otter, about 3 min) run beside them.
+	@$(BIN)/python -m pytest tests/test_assignments.py -q -p no:cacheprovider \
+		> _build/assignments-tests.log 2>&1 & assignments=$$!; \
+	$(BIN)/python -m pytest tests -m browser -q; browser=$$?; \
+	wait $$assignments; assignments_status=$$?; \
+	echo "--- assignment tests ---"; cat _build/assignments-tests.log; \
+	test $$browser -eq 0 && test $$assignments_status -eq 0
 
 # Assignments for teachers (see book/teachers.md): every chapter's exercises as an otter-grader
 # assignment, a student notebook and an autograder, in $(ASSIGNMENTS)/NAME/. otter runs every
