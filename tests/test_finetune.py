@@ -286,3 +286,32 @@ def test_finetune_figures_have_their_controls_and_traces():
     scatter = embedding_scatter_figure({"p": np.zeros((4, 2)), "q": np.ones((4, 2))},
                                        np.array([0, 0, 1, 1]))
     assert len(scatter.data) == 4
+
+
+def small_encoder() -> CifarNet:
+    torch.manual_seed(0)
+    return CifarNet(CifarNetConfig(depth=8, widths=(4, 8, 16)))
+
+
+@pytest.mark.parametrize("attach", [dict(output_dim=8), dict(head=SkipConnectionHead(16)),
+                                    dict(head=SequentialHead(GatedHead(16), LinearHead(16, 4)))],
+                         ids=["output_dim", "head", "sequential"])
+def test_tailor_puts_the_head_on_the_encoders_device(attach):
+    """A GPU encoder must get a GPU head; the meta device stands in for the GPU here."""
+    model = to_embedding_model(small_encoder().to("meta"), freeze=True, **attach)
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    assert {name for name, t in tensors.items() if t.device.type != "meta"} == set()
+    assert model(torch.randn(2, 3, 16, 16, device="meta")).device.type == "meta"
+
+
+def test_tailor_puts_the_head_in_the_encoders_dtype():
+    model = to_embedding_model(small_encoder().double(), output_dim=8)
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    assert model(torch.randn(2, 3, 16, 16, dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.parametrize("head", all_heads(), ids=lambda h: type(h).__name__)
+def test_every_head_moves_whole_to_another_device(head):
+    """Nothing a head computes with is created on the CPU in forward."""
+    head = head.to("meta").eval()
+    assert head(torch.randn(3, D, device="meta")).device.type == "meta"

@@ -185,3 +185,18 @@ def test_curvature_ratio_of_a_linear_model_is_nonnegative_hessian():
     x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
     lam_min, lam_max, ratio = curvature_ratio(model, x, y, steps=21)
     assert lam_max > 0 and lam_min > -1e-5 and ratio < 1e-3   # softmax CE of a linear model is convex
+
+
+def test_curvature_ratio_runs_in_chunks_and_chunking_does_not_change_it():
+    """The Hessian-vector products see at most chunk_size examples per forward (memory
+    bounded by the chunk), and the eigenvalues are the full batch's (eval-mode BatchNorm)."""
+    net = small_net().double()
+    x, y = batch(24)
+    x = x.double()
+    sizes = []
+    handle = net.register_forward_pre_hook(lambda _m, inputs: sizes.append(len(inputs[0])))
+    chunked = curvature_ratio(net, x, y, steps=8, chunk_size=10)      # 10 + 10 + 4
+    assert set(sizes) == {10, 4}
+    handle.remove()
+    whole = curvature_ratio(net, x, y, steps=8, chunk_size=len(x))
+    assert chunked == pytest.approx(whole, rel=1e-9, abs=1e-12)

@@ -43,11 +43,44 @@ def test_every_notebook_is_in_the_toc(path):
     assert str(path.relative_to(ROOT).with_suffix("")) in toc_files()
 
 
-def test_setup_cell_installs_from_the_configured_repository():
+def test_setup_cell_installs_the_release_of_this_version():
+    """The cell installs the tag v<skiplab.__version__>, never a moving branch."""
+    import skiplab
+
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     source = setup_cell.canonical_source()
-    assert f"git+{config['repository']['url']}@{config['repository']['branch']}" in source
+    assert f"git+{config['repository']['url']}@v{skiplab.__version__}\"" in source
+    assert "@main" not in source and "@master" not in source
     assert 'find_spec("skiplab") is None' in source
+
+
+def test_version_is_written_once():
+    """pyproject.toml reads the version from skiplab.__version__ instead of repeating it."""
+    import importlib.metadata
+
+    import skiplab
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and 'version = "' not in pyproject
+    assert importlib.metadata.version("skiplab") == skiplab.__version__
+
+
+def test_setup_cell_stops_with_a_message_when_the_install_fails():
+    """Simulate a failed %pip in a kernel without skiplab: the cell raises, naming the tag."""
+    source = setup_cell.canonical_source().replace("%pip install", "pass  #")
+    real_find_spec = __import__("importlib.util").util.find_spec
+
+    def missing(name, *args):
+        return None if name == "skiplab" else real_find_spec(name, *args)
+
+    import importlib.util
+    original = importlib.util.find_spec
+    importlib.util.find_spec = missing
+    try:
+        with pytest.raises(RuntimeError, match=rf"Installing skiplab {setup_cell.release_tag()}"):
+            exec(compile(source, "setup-cell", "exec"), {})
+    finally:
+        importlib.util.find_spec = original
 
 
 def test_setup_cell_does_nothing_where_skiplab_imports(monkeypatch):

@@ -2,14 +2,28 @@ import numpy as np
 import pytest
 import torch
 
-from skiplab import KnobError, by_scale, get_device, get_scale, get_seed, seed_everything
+from skiplab import (KnobError, by_scale, checkpoint_dir, get_device, get_scale, get_seed,
+                     seed_everything)
 
 
-def test_scale_default_follows_cuda():
-    assert get_scale() == ("full" if torch.cuda.is_available() else "quick")
+def test_scale_default_follows_cuda(monkeypatch):
+    monkeypatch.delenv("SKIPLAB_SCALE", raising=False)
+    assert get_scale() == ("gpu" if torch.cuda.is_available() else "quick")
 
 
-@pytest.mark.parametrize("value", ["quick", "full", " Quick "])
+def test_scale_default_is_never_paper(monkeypatch):
+    monkeypatch.delenv("SKIPLAB_SCALE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert get_scale() == "gpu"
+
+
+def test_old_full_scale_names_its_new_name(monkeypatch):
+    monkeypatch.setenv("SKIPLAB_SCALE", "full")
+    with pytest.raises(KnobError, match="'full' was renamed 'paper'"):
+        get_scale()
+
+
+@pytest.mark.parametrize("value", ["quick", "gpu", "paper", " Quick "])
 def test_scale_accepts_known_values(monkeypatch, value):
     monkeypatch.setenv("SKIPLAB_SCALE", value)
     assert get_scale() == value.strip().lower()
@@ -17,16 +31,27 @@ def test_scale_accepts_known_values(monkeypatch, value):
 
 def test_unknown_scale_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("SKIPLAB_SCALE", "huge")
-    with pytest.raises(KnobError, match=r"SKIPLAB_SCALE='huge'.*accepted: 'quick', 'full'"):
+    with pytest.raises(KnobError, match=r"SKIPLAB_SCALE='huge'.*accepted: 'quick', 'gpu', 'paper'"):
         get_scale()
     with pytest.raises(KnobError, match="accepted"):
-        by_scale(quick=1, full=2, scale="medium")
+        by_scale(quick=1, gpu=2, paper=3, scale="medium")
 
 
 def test_by_scale_picks_the_scale(monkeypatch):
-    monkeypatch.setenv("SKIPLAB_SCALE", "full")
-    assert by_scale(quick=1, full=2) == 2
-    assert by_scale(quick=1, full=2, scale="quick") == 1
+    monkeypatch.setenv("SKIPLAB_SCALE", "paper")
+    assert by_scale(quick=1, gpu=2, paper=3) == 3
+    assert by_scale(quick=1, gpu=2, paper=3, scale="gpu") == 2
+    assert by_scale(quick=1, gpu=2, paper=3, scale="quick") == 1
+
+
+def test_checkpoint_dir_follows_the_knob(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SKIPLAB_CHECKPOINTS", raising=False)
+    assert checkpoint_dir("resnet") == tmp_path / "checkpoints" / "resnet"
+    drive = tmp_path / "drive"
+    monkeypatch.setenv("SKIPLAB_CHECKPOINTS", str(drive))
+    folder = checkpoint_dir("resnet")
+    assert folder == drive / "resnet" and folder.is_dir()
 
 
 @pytest.mark.parametrize("value", ["abc", "-3", "1.5"])

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from skiplab.probes import (clone_unit_, permute_stream_, hessian_matrix, hvp, lanczos_eigenvalues,
+from skiplab.probes import (chunked_loss_fns, clone_unit_, permute_stream_, hessian_matrix, hvp,
+                            lanczos_eigenvalues,
                             log10_factorial, log10_symmetry_order, model_loss_fn,
                             near_zero_fraction, node_overlap, permute_units_, unit_distance)
 
@@ -45,6 +46,27 @@ def test_exact_hessian_and_hvp_match_autograd():
     assert torch.allclose(hvp(loss_fn, model, v), expected @ v, atol=1e-12)
     with pytest.raises(ValueError, match="vector must be"):
         hvp(loss_fn, model, torch.ones(3, dtype=torch.float64))
+
+
+def test_chunked_hvp_equals_the_full_batch_hvp():
+    """Chunks of 4 out of 10 examples (4 + 4 + 2), BatchNorm in eval mode as the
+    curvature probes use it: the summed chunk products are the full batch's."""
+    model, x, y = tiny()
+    bn_model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(),
+                             nn.Linear(4, 2)).double()
+    with torch.no_grad():
+        bn_model[1].running_mean.normal_()
+        bn_model[1].running_var.uniform_(0.5, 2)
+    for net in (model, bn_model.eval()):
+        v = torch.randn(sum(p.numel() for p in net.parameters()), dtype=torch.float64)
+        whole = hvp(model_loss_fn(net, x, y), net, v)
+        chunks = chunked_loss_fns(net, x, y, chunk_size=4)
+        assert len(chunks) == 3
+        assert sum(f() for f in chunks).item() == pytest.approx(model_loss_fn(net, x, y)().item(),
+                                                                abs=1e-14)
+        assert torch.allclose(hvp(chunks, net, v), whole, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="chunk_size=0"):
+        chunked_loss_fns(model, x, y, chunk_size=0)
 
 
 def test_lanczos_finds_the_spectrum():

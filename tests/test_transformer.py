@@ -354,8 +354,11 @@ def test_unknown_task_is_named():
 
 def test_train_and_evaluate_handle_per_token_targets_and_linear_warmup():
     torch.manual_seed(0)
-    data = make_sequence_task("shift", length=6, vocab=5, n_train=256, n_test=64, seed=0)
-    model = SequenceModel(TransformerConfig(vocab_size=5, d_model=D, n_heads=H, n_layers=1))
+    device = torch.device("cpu")     # data and model on one explicit device, whatever the machine
+    data = make_sequence_task("shift", length=6, vocab=5, n_train=256, n_test=64, seed=0,
+                              device=device)
+    model = SequenceModel(TransformerConfig(vocab_size=5, d_model=D, n_heads=H,
+                                            n_layers=1)).to(device)
     history = train(model, data, steps=150, batch_size=32, optimizer="adam", lr=1e-2,
                     warmup=(10, "linear"), record_every=50, show_progress=False)
     assert history.test_acc[-1] > 0.9            # copying from one position back is easy

@@ -1,8 +1,11 @@
 """The one canonical setup cell of every chapter notebook, and a tool to keep them in sync.
 
-The cell makes ``skiplab`` importable in a fresh Colab kernel by pip-installing it from the
-repository, and does nothing where ``skiplab`` already imports. The repository's address is
-read from ``_config.yml`` (``repository.url`` and ``repository.branch``), its only home.
+The cell makes ``skiplab`` importable in a fresh Colab kernel by pip-installing the release the
+book was built with (the git tag ``v<version>``, the version written once, as
+``skiplab.__version__`` in ``src/skiplab/__init__.py``), and does nothing where ``skiplab``
+already imports. When the install fails it stops with a message, so "Run all" halts there
+instead of a ``ModuleNotFoundError`` several cells later. The repository's address is read
+from ``_config.yml`` (``repository.url``), its only home.
 
     python tools/setup_cell.py          # rewrite the first cell of every notebook in book/
     python tools/setup_cell.py --check  # exit 1 if any notebook's first cell differs
@@ -10,6 +13,7 @@ read from ``_config.yml`` (``repository.url`` and ``repository.branch``), its on
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
 from pathlib import Path
@@ -20,24 +24,42 @@ ROOT = Path(__file__).resolve().parent.parent
 TAGS = ["remove-cell"]
 
 TEMPLATE = '''\
-# Setup (hidden in the book): in a fresh kernel such as Colab's, install skiplab from the
-# repository; where skiplab already imports (a local checkout, the book's build) do nothing.
+# Setup (hidden in the book): in a fresh kernel such as Colab's, install the skiplab release
+# this book was built with; where skiplab already imports (a local checkout, the book's
+# build) do nothing.
 import importlib.util
 
 if importlib.util.find_spec("skiplab") is None:
-    %pip install --quiet "skiplab @ git+{url}@{branch}"
-    importlib.invalidate_caches()'''
+    %pip install --quiet "skiplab @ git+{url}@{tag}"
+    importlib.invalidate_caches()
+    if importlib.util.find_spec("skiplab") is None:
+        raise RuntimeError(
+            "Installing skiplab {tag} from {url} failed; pip's message is above. "
+            "Check that the runtime is online, then run this cell again.")'''
 
 
-def repository() -> tuple[str, str]:
+def repository() -> str:
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf8"))
-    repo = config["repository"]
-    return repo["url"].rstrip("/"), repo.get("branch", "main")
+    return config["repository"]["url"].rstrip("/")
+
+
+def version() -> str:
+    """``skiplab.__version__``, read from the source without importing it (no torch needed)."""
+    tree = ast.parse((ROOT / "src" / "skiplab" / "__init__.py").read_text(encoding="utf8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise LookupError("src/skiplab/__init__.py sets no __version__")
+
+
+def release_tag() -> str:
+    """The git tag of the release that matches this checkout: ``v`` and the version."""
+    return f"v{version()}"
 
 
 def canonical_source() -> str:
-    url, branch = repository()
-    return TEMPLATE.format(url=url, branch=branch)
+    return TEMPLATE.format(url=repository(), tag=release_tag())
 
 
 def notebooks() -> list[Path]:

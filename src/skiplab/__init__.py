@@ -11,6 +11,7 @@ from .runtime import (
     SCALES,
     KnobError,
     by_scale,
+    checkpoint_dir,
     get_device,
     get_scale,
     get_seed,
@@ -19,7 +20,9 @@ from .runtime import (
 )
 from .train import History, evaluate, train
 
-__version__ = "0.1.0"
+# The one place the version is written: pyproject.toml reads it, and the notebooks' setup cell
+# installs the git tag v<version> (tools/setup_cell.py).
+__version__ = "0.2.0"
 
 __all__ = [
     "SCALES",
@@ -29,6 +32,7 @@ __all__ = [
     "History",
     "KnobError",
     "by_scale",
+    "checkpoint_dir",
     "claim",
     "evaluate",
     "get_device",

@@ -69,7 +69,7 @@ def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor, k: int = 5
     hits = labels[order] == labels[:, None]
     precision = hits[:, :k].float().mean().item()
     first = torch.where(hits.any(1), hits.float().argmax(1) + 1, torch.zeros_like(labels))
-    reciprocal = torch.where(first > 0, 1.0 / first.clamp(min=1).float(), torch.zeros(()))
+    reciprocal = torch.where(first > 0, 1.0 / first.clamp(min=1).float(), 0.0)
     return {f"precision@{k}": precision, "mrr": reciprocal.mean().item()}
 
 
@@ -113,7 +113,7 @@ def train_embedding(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
     else:
         raise ValueError(f"optimizer={optimizer!r} is not known; accepted: 'adam', 'sgd'")
-    generator = torch.Generator().manual_seed(get_seed(seed))
+    generator = torch.Generator(device="cpu").manual_seed(get_seed(seed))
     history = EmbeddingHistory()
 
     def measure(step: int, loss: float) -> None:
@@ -127,7 +127,7 @@ def train_embedding(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps
     running, count = 0.0, 0
     for step in progress(range(1, steps + 1), total=steps, desc=desc, enabled=show_progress):
         # a batch without repeats: a duplicated example would be a trivial positive
-        idx = torch.randperm(len(y), generator=generator)[:batch_size].to(y.device)
+        idx = torch.randperm(len(y), generator=generator, device="cpu")[:batch_size].to(y.device)
         loss = supervised_contrastive_loss(model(x[idx]), y[idx], temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .probes.hessian import hvp, lanczos_eigenvalues
+from .probes.hessian import chunked_loss_fns, hvp, lanczos_eigenvalues
 from .runtime import progress
 
 __all__ = [
@@ -159,7 +159,7 @@ def trajectory_directions(snapshots: Sequence[Sequence[torch.Tensor]],
     centre = _flat(final).double()
     m = torch.stack([_flat(s).double() - centre for s in snapshots])        # (n, P)
     _, s, vh = torch.linalg.svd(m - m.mean(dim=0), full_matrices=False)
-    share = (s ** 2 / (s ** 2).sum()).numpy()
+    share = (s ** 2 / (s ** 2).sum()).cpu().numpy()
     return _unflat(vh[0], final), _unflat(vh[1], final), share[:2]
 
 
@@ -369,18 +369,23 @@ def grid_minima(z: np.ndarray) -> int:
 
 
 def curvature_ratio(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 20,
-                    seed: int = 0) -> tuple[float, float, float]:
-    """Extreme Hessian eigenvalues of the loss at the current weights, by Lanczos.
+                    seed: int = 0, chunk_size: int = 256) -> tuple[float, float, float]:
+    """Extreme Hessian eigenvalues of the mean cross-entropy on (x, y) at the current
+    weights, by Lanczos.
 
-    Uses the model in eval mode (running statistics) and all trainable parameters.
+    Uses the model in eval mode (running statistics) and all trainable parameters. Each
+    Hessian-vector product runs ``chunk_size`` examples at a time and sums the chunks'
+    products (:func:`skiplab.probes.chunked_loss_fns`), so memory is bounded by the chunk,
+    not by len(x); in eval mode every example is computed on its own, so the result is
+    the full batch's (up to rounding) whatever the chunk size.
     Returns (λ_min, λ_max, |λ_min / λ_max|). The model is left as it was.
     """
     with restored(model):
         model.eval()
         params = [p for p in model.parameters() if p.requires_grad]
         dim = sum(p.numel() for p in params)
-        loss_fn = lambda: F.cross_entropy(model(x), y)  # noqa: E731
-        values = lanczos_eigenvalues(lambda v: hvp(loss_fn, params, v.to(params[0].dtype)),
+        loss_fns = chunked_loss_fns(model, x, y, chunk_size)
+        values = lanczos_eigenvalues(lambda v: hvp(loss_fns, params, v.to(params[0].dtype)),
                                      dim, steps, seed=seed, device=params[0].device)
     lam_min, lam_max = values.min().item(), values.max().item()
     return lam_min, lam_max, abs(lam_min / lam_max)

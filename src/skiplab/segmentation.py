@@ -131,7 +131,7 @@ def train_segmentation(model: nn.Module, data: SegmentationSplit, *, steps: int,
     from .models.unet import center_crop
 
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    generator = torch.Generator().manual_seed(get_seed(seed))
+    generator = torch.Generator(device="cpu").manual_seed(get_seed(seed))
     history = SegmentationHistory()
 
     def record(step: int, loss: float) -> None:
@@ -147,7 +147,8 @@ def train_segmentation(model: nn.Module, data: SegmentationSplit, *, steps: int,
     running, count = 0.0, 0
     n = len(data.y_train)
     for step in progress(range(1, steps + 1), total=steps, desc=desc, enabled=show_progress):
-        idx = torch.randperm(n, generator=generator)[:batch_size].to(data.y_train.device)
+        idx = torch.randperm(n, generator=generator, device="cpu")[:batch_size]
+        idx = idx.to(data.y_train.device)
         logits = model(data.x_train[idx])
         target = center_crop(data.y_train[idx], logits.shape[-2:])
         loss = F.cross_entropy(logits, target)

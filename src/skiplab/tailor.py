@@ -94,7 +94,9 @@ class EmbeddingModel(nn.Module):
         before: cut at the layer's *input* instead of its output (used to drop a
             classifier: the input of the last dense layer is the embedding).
         embedding_dim: size of the flattened output at the cut.
-        head: the head (default: the identity, :class:`~skiplab.heads.EmptyHead`).
+        head: the head (default: the identity, :class:`~skiplab.heads.EmptyHead`); moved
+            (in place) to the device and floating-point dtype of the encoder's first
+            parameter or buffer, so a head built on the CPU works with an encoder on a GPU.
     """
 
     def __init__(self, encoder: nn.Module, layer: str, *, before: bool, embedding_dim: int,
@@ -104,7 +106,9 @@ class EmbeddingModel(nn.Module):
 
         self.encoder = encoder
         self.layer, self.before, self.embedding_dim = layer, before, embedding_dim
-        self.head = head if head is not None else EmptyHead(embedding_dim)
+        head = head if head is not None else EmptyHead(embedding_dim)
+        device, dtype = _placement(encoder)
+        self.head = head.to(device=device, dtype=dtype)
         if self.head.input_dim != embedding_dim:
             raise ValueError(f"the head expects {self.head.input_dim} dimensions but the cut at "
                              f"{layer!r} gives {embedding_dim}")
@@ -173,6 +177,15 @@ class EmbeddingModel(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
+def _placement(module: nn.Module) -> tuple[torch.device | None, torch.dtype | None]:
+    """The device of the module's first parameter or buffer and the dtype of its first
+    floating-point one (None where it has none)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    device = tensors[0].device if tensors else None
+    dtype = next((t.dtype for t in tensors if t.is_floating_point()), None)
+    return device, dtype
+
+
 @torch.no_grad()
 def _output_shape(model: nn.Module, layer: nn.Module, example: torch.Tensor,
                   name: str) -> tuple[int, ...]:
@@ -225,6 +238,9 @@ def to_embedding_model(model: nn.Module, layer_name: str | None = None, *,
             prefixes, e.g. ``["stem", "stages.0"]``) freezes those.
         head: the head to attach; exclusive with ``output_dim``.
         output_dim: attach a :class:`~skiplab.heads.ProjectionHead` to this size.
+
+    Returns:
+        The :class:`EmbeddingModel`, its head on the encoder's device and dtype.
 
     Raises:
         ValueError: unknown layer (with the closest names), a model without dense layers
@@ -284,7 +300,9 @@ def to_embedding_model(model: nn.Module, layer_name: str | None = None, *,
                 if n == prefix or n.startswith(prefix + "."):
                     params[n].requires_grad_(False)
     if output_dim is not None:
-        head = ProjectionHead(embedding_dim, output_dim=output_dim)
+        device, _ = _placement(model)
+        with torch.device(device or "cpu"):      # made where the encoder lives, not copied there
+            head = ProjectionHead(embedding_dim, output_dim=output_dim)
     return EmbeddingModel(model, layer_name, before=before, embedding_dim=embedding_dim,
                           head=head)
 

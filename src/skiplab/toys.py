@@ -37,19 +37,20 @@ class TwoUnitToy:
     def loss(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Mean squared error at (a, b); a and b broadcast against each other (grids work).
 
-        Shapes: a, b (*S) -> (*S).
+        Shapes: a, b (*S) -> (*S), in float64 on a's device (numbers and arrays: the CPU).
         """
-        a = torch.as_tensor(a, dtype=torch.float64)[..., None]
-        b = torch.as_tensor(b, dtype=torch.float64)[..., None]
+        a = torch.as_tensor(a, dtype=torch.float64)
+        b = torch.as_tensor(b, dtype=torch.float64, device=a.device)
+        a, b, x = a[..., None], b[..., None], self.x.to(a.device)
         w1, w2 = self.target
-        target = torch.tanh(w1 * self.x) + torch.tanh(w2 * self.x)
-        return ((torch.tanh(a * self.x) + torch.tanh(b * self.x) - target) ** 2).mean(-1)
+        target = torch.tanh(w1 * x) + torch.tanh(w2 * x)
+        return ((torch.tanh(a * x) + torch.tanh(b * x) - target) ** 2).mean(-1)
 
     def grid(self, a_values: np.ndarray, b_values: np.ndarray) -> np.ndarray:
         """Loss on the grid: (len(b_values), len(a_values)), rows indexed by b (plotly's z)."""
         a = torch.as_tensor(np.asarray(a_values), dtype=torch.float64)
         b = torch.as_tensor(np.asarray(b_values), dtype=torch.float64)
-        return self.loss(a[None, :], b[:, None]).numpy()
+        return self.loss(a[None, :], b[:, None]).cpu().numpy()
 
     def descend(self, start: tuple[float, float], *, steps: int = 400, lr: float = 0.5
                 ) -> np.ndarray:
@@ -61,4 +62,4 @@ class TwoUnitToy:
             with torch.no_grad():
                 p -= lr * grad
             path.append(p.detach().clone())
-        return torch.stack(path).numpy()
+        return torch.stack(path).cpu().numpy()

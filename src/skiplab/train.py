@@ -4,14 +4,21 @@
 >>> history.train_loss[-1], history.test_acc[-1]                # doctest: +SKIP
 
 With ``checkpoint="run.pt"`` the loop saves model, optimiser, schedule, history and random
-state every ``checkpoint_every`` steps (atomically) and, when that file already exists,
-continues from it: an interrupted run picks up where it stopped and ends with the same
-weights an uninterrupted run would have.
+state (CPU and, when CUDA is in use, every GPU's) every ``checkpoint_every`` steps
+(atomically) and, when that file already exists, continues from it: an interrupted run picks
+up where it stopped and ends with the same weights an uninterrupted run would have. The
+file holds only tensors, numbers, strings and plain containers, and is read with
+``torch.load(weights_only=True)``, so a file from elsewhere cannot run code when loaded. It
+also holds the run's configuration (:func:`run_config`); a file written by a run with
+another configuration is refused, never silently reused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +31,7 @@ from torch import nn
 from .data import DataSplit, batch_indices
 from .runtime import get_seed, progress
 
-__all__ = ["History", "evaluate", "train"]
+__all__ = ["History", "evaluate", "run_config", "train"]
 
 
 @dataclass
@@ -103,9 +110,138 @@ def _make_optimizer(name: str, params, lr: float, momentum: float,
 
 
 def _save_atomically(state: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a crash mid-save never leaves a half-written checkpoint
+    """Write ``state`` to a fresh temporary file beside ``path``, then rename it over
+    ``path``: a crash mid-save never leaves a half-written checkpoint, and two runs saving
+    to the same path at once never share a temporary file (the last rename wins)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, on the CPU (``load_state_dict`` copies to each
+    parameter's device), read with ``weights_only=True``: plain data only, no code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"checkpoint {path} holds objects other than tensors, numbers, strings and "
+            "plain containers, so it is not loaded (torch.load(weights_only=True) refused "
+            "it); delete it or pass another path"
+        ) from err
+
+
+def _rng_state() -> dict[str, Any]:
+    """The global random states: the CPU's and, when CUDA is initialised, every GPU's."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`_rng_state` returned. GPU states are restored on the GPUs this
+    machine has (a run saved on a GPU can resume on the CPU, then without them)."""
+    torch.set_rng_state(state["cpu"])
+    cuda = state.get("cuda", [])
+    if cuda and torch.cuda.is_available():
+        for index, gpu_state in enumerate(cuda[:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(gpu_state, index)
+
+
+def _qualified_name(obj: Any) -> str | None:
+    if obj is None:
+        return None
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    return f"{module}.{name}"
+
+
+def _tensor_spec(t: torch.Tensor) -> str:
+    return f"{str(t.dtype).removeprefix('torch.')}{tuple(t.shape)}"
+
+
+def run_config(model: nn.Module, data: DataSplit, *, steps: int, batch_size: int = 128,
+               optimizer: Literal["sgd", "adam"] = "sgd", lr: float = 0.1,
+               momentum: float = 0.9, weight_decay: float = 0.0,
+               lr_milestones: Sequence[int] = (),
+               warmup: tuple[int, float | Literal["linear"]] | None = None,
+               betas: tuple[float, float] = (0.9, 0.999), record_every: int = 25,
+               seed: int | None = None,
+               augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+               ) -> dict[str, Any]:
+    """Everything about a :func:`train` call that changes its result, as plain data.
+
+    The checkpoint stores it and a resumed call must match it entry for entry: the
+    schedule and optimiser settings (``momentum`` only for SGD, ``betas`` only for Adam),
+    ``steps``, ``batch_size``, ``seed``, ``record_every``, the augmentation's qualified
+    name (or None), the model's class and the dtype and shape of every parameter and
+    buffer (and which parameters are frozen), and the data's dtypes, shapes and class count.
+    Not in it: the device (a run may resume on another one), ``checkpoint_every``,
+    ``on_step`` and the progress bar; nor the data's or augmentation's contents (the
+    same shapes with other values, or another function of the same name, go unnoticed).
+    """
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    warm = None
+    if warmup is not None:
+        warm = [int(warmup[0]), warmup[1] if warmup[1] == "linear" else float(warmup[1])]
+    return {
+        "steps": steps,
+        "batch_size": batch_size,
+        "seed": get_seed(seed),
+        "optimizer": optimizer,
+        "lr": float(lr),
+        "momentum": float(momentum) if optimizer == "sgd" else None,
+        "betas": [float(b) for b in betas] if optimizer == "adam" else None,
+        "weight_decay": float(weight_decay),
+        "lr_milestones": sorted(int(m) for m in lr_milestones),
+        "warmup": warm,
+        "record_every": record_every,
+        "augment": _qualified_name(augment),
+        "model": _qualified_name(type(model)),
+        "model_state": {name: _tensor_spec(t) + (" frozen" if name in frozen else "")
+                        for name, t in model.state_dict().items()},
+        "data": {name: _tensor_spec(getattr(data, name))
+                 for name in ("x_train", "y_train", "x_test", "y_test")},
+        "n_classes": data.n_classes,
+    }
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_config(path: Path, saved: Mapping[str, Any] | None, wanted: Mapping[str, Any]
+                  ) -> None:
+    """Raise ValueError naming every entry where the checkpoint's configuration differs."""
+    if saved is None:
+        raise ValueError(f"checkpoint {path} belongs to another run: it has no saved "
+                         "configuration (an older skiplab wrote it); delete it or pass "
+                         "another path")
+    old, new = _flatten(saved), _flatten(wanted)
+    missing = "<absent>"
+    keys = sorted(k for k in old.keys() | new.keys()
+                  if old.get(k, missing) != new.get(k, missing))
+    if keys:
+        shown = [f"{k}: checkpoint {old.get(k, missing)!r}, this call {new.get(k, missing)!r}"
+                 for k in keys[:8]]
+        more = f"; and {len(keys) - 8} more" if len(keys) > 8 else ""
+        raise ValueError(f"checkpoint {path} belongs to another run "
+                         f"({'; '.join(shown)}{more}); delete the file or pass another path")
 
 
 def train(
@@ -151,7 +287,12 @@ def train(
         record_every: steps between entries of the returned :class:`History`.
         seed: seed of the batch order (default: :func:`skiplab.runtime.get_seed`).
         checkpoint: file to save to every ``checkpoint_every`` steps and at the end, and to
-            resume from when it exists.
+            resume from when it exists. The file belongs to one configuration
+            (:func:`run_config`: every argument above that changes the result, the model's
+            and data's shapes); a call with another one raises ValueError naming what
+            differs. That includes ``steps``: a finished run is not extended by a call with
+            more steps, since its history would differ from an uninterrupted longer run's
+            (the shorter run's last record is an extra entry); use another path.
         on_step: called as ``on_step(step, loss)`` after each step (step counts from 1);
             the step's gradients are still in each parameter's ``.grad`` then.
         augment: called as ``augment(x, generator)`` on each training batch, e.g.
@@ -160,7 +301,8 @@ def train(
         extra_state: ``{name: object}`` with ``state_dict()`` and ``load_state_dict()``,
             saved in the checkpoint and restored on resume, e.g. a
             :class:`skiplab.probes.GradientRecorder` passed as ``on_step``, so what it
-            recorded before an interruption is not lost.
+            recorded before an interruption is not lost. Each ``state_dict()`` must hold
+            only tensors, numbers, strings and plain containers (dict, list, tuple).
         desc: label of the progress bar.
         show_progress: show a tqdm progress bar.
 
@@ -193,21 +335,23 @@ def train(
     start = 0
     running = (0.0, 0, 0)  # loss sum, correct count, examples since the last record
     path = Path(checkpoint) if checkpoint is not None else None
+    config = None
+    if path is not None:
+        config = run_config(model, data, steps=steps, batch_size=batch_size,
+                            optimizer=optimizer, lr=lr, momentum=momentum,
+                            weight_decay=weight_decay, lr_milestones=milestones,
+                            warmup=warmup, betas=betas, record_every=record_every, seed=seed,
+                            augment=augment)
     if path is not None and path.exists():
-        state = torch.load(path, map_location=device, weights_only=False)
-        if state["steps"] != steps or state["batch_size"] != batch_size or state["seed"] != seed:
-            raise ValueError(
-                f"checkpoint {path} belongs to another run (steps={state['steps']}, "
-                f"batch_size={state['batch_size']}, seed={state['seed']}); delete it or pass "
-                "another path"
-            )
+        state = _load_checkpoint(path)
+        _check_config(path, state.get("config"), config)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         history = History(**state["history"])
-        torch.set_rng_state(state["torch_rng"])
+        _set_rng_state(state["rng"])
         start = state["step"]
-        running = state["running"]
+        running = tuple(state["running"])
         for name, obj in (extra_state or {}).items():
             if name not in state.get("extra", {}):
                 raise ValueError(f"checkpoint {path} has no saved state for {name!r}")
@@ -217,10 +361,10 @@ def train(
         if path is None:
             return
         _save_atomically({
-            "step": step, "steps": steps, "batch_size": batch_size, "seed": seed,
+            "config": config, "step": step,
             "model": model.state_dict(), "optimizer": opt.state_dict(),
             "schedule": schedule.state_dict(), "history": history.as_dict(),
-            "torch_rng": torch.get_rng_state(), "running": (sum_loss, sum_correct, count),
+            "rng": _rng_state(), "running": (sum_loss, sum_correct, count),
             "extra": {name: obj.state_dict() for name, obj in (extra_state or {}).items()},
         }, path)
 

@@ -4,6 +4,7 @@ from .attention import collapse_profile, stream_grad_norms, token_uniformity
 from .cost import MemoryPeak, count_macs, peak_memory
 from .gradients import GradientRecorder, hidden_grad_norms, layer_grad_norms
 from .hessian import (
+    chunked_loss_fns,
     hessian_matrix,
     hvp,
     lanczos_eigenvalues,
@@ -35,6 +36,7 @@ __all__ = [
     "IdentityFit",
     "LayerSite",
     "checkerboard_share",
+    "chunked_loss_fns",
     "clone_unit_",
     "conv_matrix",
     "delete_block",

@@ -4,6 +4,11 @@ The loss is a function of all the trainable parameters, flattened into one vecto
 length P. For small models (P up to a few thousand) the exact P x P Hessian is affordable;
 beyond that, Lanczos iteration needs only Hessian-vector products (two backward passes
 each) and returns the extreme eigenvalues.
+
+A Hessian-vector product keeps the graph of the gradient in memory, for every example of
+the batch at once. For a large batch, :func:`chunked_loss_fns` splits the mean loss into
+per-chunk terms that sum to it, and :func:`hvp` sums their products one chunk at a time
+(the Hessian is linear in the loss), so memory is bounded by the chunk, not the batch.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "chunked_loss_fns",
     "hessian_matrix",
     "hvp",
     "lanczos_eigenvalues",
@@ -30,31 +36,69 @@ def model_loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return lambda: criterion(model(x), y)
 
 
+def chunked_loss_fns(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     chunk_size: int = 256,
+                     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                     ) -> list[Callable[[], torch.Tensor]]:
+    """The mean loss of ``model`` on (x, y) as closures, one per chunk of at most
+    ``chunk_size`` examples, whose values sum to the mean over all N examples: chunk i
+    returns (n_i / N) * mean loss on its n_i examples.
+
+    Pass the list to :func:`hvp` for the full-batch Hessian-vector product with one
+    chunk's graph in memory at a time. ``loss`` (default: cross-entropy) must be a mean
+    over examples. The sum equals the full-batch loss only when the model treats examples
+    independently: in eval mode for BatchNorm (train mode would normalise each chunk with
+    its own statistics, a different function).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size} must be at least 1")
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x and y need the same, non-zero length; got {len(x)} and {len(y)}")
+    criterion = loss or nn.functional.cross_entropy
+    n = len(x)
+
+    def chunk(start: int) -> Callable[[], torch.Tensor]:
+        xs, ys = x[start:start + chunk_size], y[start:start + chunk_size]
+        return lambda: criterion(model(xs), ys) * (len(xs) / n)
+
+    return [chunk(start) for start in range(0, n, chunk_size)]
+
+
 def _params(model_or_params: nn.Module | Sequence[torch.Tensor]) -> list[torch.Tensor]:
     if isinstance(model_or_params, nn.Module):
         return [p for p in model_or_params.parameters() if p.requires_grad]
     return list(model_or_params)
 
 
-def hvp(loss_fn: Callable[[], torch.Tensor], params: nn.Module | Sequence[torch.Tensor],
-        vector: torch.Tensor) -> torch.Tensor:
+def hvp(loss_fn: Callable[[], torch.Tensor] | Sequence[Callable[[], torch.Tensor]],
+        params: nn.Module | Sequence[torch.Tensor], vector: torch.Tensor) -> torch.Tensor:
     """H v for the Hessian H of ``loss_fn()`` in the flattened ``params``.
 
     Args:
-        loss_fn: computes a scalar loss from the current parameters.
+        loss_fn: computes a scalar loss from the current parameters; or a sequence of such
+            closures whose losses sum to the loss (:func:`chunked_loss_fns`): H v is then
+            the sum of their products, computed one closure (one graph) at a time.
         params: a model (its trainable parameters) or a list of tensors.
         vector: (P,) with P the total number of parameter entries.
 
     Returns:
-        (P,) tensor, same dtype as the parameters.
+        (P,) tensor, same dtype and device as the parameters.
     """
     ps = _params(params)
-    grads = torch.autograd.grad(loss_fn(), ps, create_graph=True)
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    if vector.shape != flat.shape:
-        raise ValueError(f"vector must be ({flat.numel()},), got {tuple(vector.shape)}")
-    product = torch.autograd.grad(flat, ps, grad_outputs=vector.to(flat), retain_graph=False)
-    return torch.cat([p.reshape(-1) for p in product]).detach()
+    size = sum(p.numel() for p in ps)
+    if vector.shape != (size,):
+        raise ValueError(f"vector must be ({size},), got {tuple(vector.shape)}")
+    total = None
+    for term in ([loss_fn] if callable(loss_fn) else loss_fn):
+        grads = torch.autograd.grad(term(), ps, create_graph=True)
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        product = torch.autograd.grad(flat, ps, grad_outputs=vector.to(flat))
+        part = torch.cat([p.reshape(-1) for p in product]).detach()
+        total = part if total is None else total + part
+        del grads, flat, product  # free this term's graph before the next one is built
+    if total is None:
+        raise ValueError("no loss to differentiate: the sequence of loss closures is empty")
+    return total
 
 
 def hessian_matrix(loss_fn: Callable[[], torch.Tensor],

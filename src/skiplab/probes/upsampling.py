@@ -9,6 +9,8 @@ a convolution's weight as (out, in, kh, kw) and a transposed convolution's as
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,7 +20,8 @@ __all__ = ["checkerboard_share", "conv_matrix"]
 
 def conv_matrix(conv: nn.Conv2d, input_shape: tuple[int, int, int]) -> torch.Tensor:
     """The matrix A of the bias-free convolution on inputs of ``input_shape`` (C, H, W):
-    ``A @ x.flatten() == conv(x).flatten()``. Computed as the Jacobian, in float64.
+    ``A @ x.flatten() == conv(x).flatten()``. Computed as the Jacobian, in float64, on the
+    convolution's device.
 
     Shapes: returns (C_out * H_out * W_out, C * H * W).
     """
@@ -28,7 +31,7 @@ def conv_matrix(conv: nn.Conv2d, input_shape: tuple[int, int, int]) -> torch.Ten
         return F.conv2d(x.view(1, *input_shape), weight, None, conv.stride, conv.padding,
                         conv.dilation, conv.groups).flatten()
 
-    x = torch.zeros(int(torch.tensor(input_shape).prod()), dtype=torch.float64)
+    x = torch.zeros(math.prod(input_shape), dtype=torch.float64, device=weight.device)
     return torch.autograd.functional.jacobian(f, x)
 
 
@@ -40,8 +43,9 @@ def checkerboard_share(upsampler: nn.Module, channels: int, size: int = 16,
     no variance at all and scores 0). The ``border`` pixels on each side are left out
     (padding effects are not the artifact). The share is scale-free: it says whether the
     output is periodic, not how strong the pattern is next to the mean."""
-    out = upsampler(torch.ones(1, channels, size, size, dtype=next(
-        upsampler.parameters()).dtype))[0].double()
+    reference = next(upsampler.parameters())
+    out = upsampler(torch.ones(1, channels, size, size, dtype=reference.dtype,
+                               device=reference.device))[0].double()
     out = out[:, border:out.shape[1] - border, border:out.shape[2] - border]
     h, w = out.shape[1] // 2 * 2, out.shape[2] // 2 * 2
     out = out[:, :h, :w]

@@ -1,0 +1,349 @@
+"""Each chapter's work at each scale: what the time estimates and the device guard are made of.
+
+Every chapter keeps its sizes in one notebook cell, ``SIZES = by_scale(quick=..., gpu=...,
+paper=...)``. This tool reads that cell (without running the notebook) and turns each scale's
+sizes into *jobs*: the networks the chapter trains or evaluates, with how many examples go
+through them. Two uses:
+
+- **Estimated times.** The FLOPs of one example through each job's network are counted on
+  PyTorch's ``meta`` device (shapes only, nothing computed), a training example counted as
+  three forward passes (forward plus a backward twice as costly), and turned into seconds on a
+  T4-class GPU with the assumptions below. ``python tools/scale_budget.py`` prints the table;
+  ``--write`` puts each chapter's line into its sizes cell (``EXPECTED_TIME = {...}``), and
+  ``tests/test_scale_budget.py`` fails when a cell and this tool disagree.
+- **The device guard** (``tests/test_device_guard.py``): every job of the ``gpu`` and
+  ``paper`` scales builds its network at full size and takes one training step through the
+  chapter's own training function, with torch's default device set to ``meta`` while the
+  data and model sit on the CPU, so a tensor made without ``device=`` collides.
+
+The jobs cover each chapter's training runs and its heavy evaluations (loss surfaces, Hessian
+products); small probes (one batch at initialisation) are left out of the FLOP count. The
+times are *estimates*, not measurements: no GPU was used to make them.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parent.parent
+SCALES = ("quick", "gpu", "paper")
+
+# The T4 assumptions behind every estimate. Peak fp32 is 8.1 TFLOP/s; small convolutional and
+# transformer nets reach a fraction of it, so we assume a quarter. fp64 runs at 1/32 of fp32.
+# Every kernel launch costs about 10 microseconds whatever its size: a training step launches
+# about three kernels per module with parameters (forward, backward, optimiser).
+T4_FP32_FLOPS = 8.1e12 * 0.25
+T4_FP64_FLOPS = T4_FP32_FLOPS / 32
+LAUNCH_SECONDS = 10e-6
+
+# quick: measured, alone with 2 torch threads (README, "The two commands"): not estimated.
+QUICK_MEASURED = {
+    "gradient_flow": "19-21 s on 2 CPU cores (measured)",
+    "degradation": "65-83 s on 2 CPU cores (measured)",
+    "symmetry": "15-17 s on 2 CPU cores (measured)",
+    "landscape": "63-85 s on 2 CPU cores (measured)",
+    "resnet": "50-57 s on 2 CPU cores (measured)",
+    "densenet": "86-94 s on 2 CPU cores (measured)",
+    "unet": "76-95 s on 2 CPU cores (measured)",
+    "transformer": "55-68 s on 2 CPU cores (measured)",
+    "heads": "24-27 s on 2 CPU cores (measured)",
+}
+
+CHAPTERS = {
+    "gradient_flow": "book/why/gradient_flow.ipynb",
+    "degradation": "book/why/degradation.ipynb",
+    "symmetry": "book/why/symmetry.ipynb",
+    "landscape": "book/why/landscape.ipynb",
+    "resnet": "book/arch/resnet.ipynb",
+    "densenet": "book/arch/densenet.ipynb",
+    "unet": "book/arch/unet.ipynb",
+    "transformer": "book/arch/transformer.ipynb",
+    "heads": "book/finetune/heads.ipynb",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One network of a chapter and the work done with it.
+
+    ``kind`` names the chapter's training function: ``classify`` (``skiplab.train`` on
+    (N, *F) inputs), ``sequence`` (the same with per-token targets), ``segment``
+    (``train_segmentation``) or ``embed`` (``to_embedding_model`` + ``train_embedding``).
+    """
+
+    chapter: str
+    label: str
+    build: Callable[[], nn.Module]
+    example_shape: tuple[int, ...]
+    n_classes: int
+    kind: str
+    steps: int            # optimiser steps
+    batch: int            # examples per step
+    eval_examples: int    # examples through forward-only passes (tests, surfaces, probes)
+    float64: bool = False
+
+
+# ---------------------------------------------------------------- reading the sizes cell
+
+def sizes_cell(chapter: str) -> dict:
+    """The cell's ``by_scale(...)`` call, as ``{scale: dict}`` (literals only, not run)."""
+    nb = json.loads((ROOT / CHAPTERS[chapter]).read_text(encoding="utf8"))
+    for cell in nb["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and "SIZES = by_scale(" in source:
+            call = next(n for n in ast.walk(ast.parse(source))
+                        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "SIZES")
+            return {kw.arg: {k.arg: ast.literal_eval(k.value) for k in kw.value.keywords}
+                    for kw in call.value.keywords}
+    raise LookupError(f"{CHAPTERS[chapter]} has no SIZES = by_scale(...) cell")
+
+
+def expected_time_line(chapter: str) -> str | None:
+    """The ``EXPECTED_TIME = {...}`` line of the chapter's sizes cell, or None."""
+    nb = json.loads((ROOT / CHAPTERS[chapter]).read_text(encoding="utf8"))
+    for cell in nb["cells"]:
+        for line in "".join(cell["source"]).splitlines():
+            if line.startswith("EXPECTED_TIME = "):
+                return line
+    return None
+
+
+# ---------------------------------------------------------------- the jobs of each chapter
+
+def _cifar_net(depth, widths, residual=True, preact=False, in_channels=3, n_classes=10, dims=2):
+    from skiplab.models import CifarNet, CifarNetConfig
+    return lambda: CifarNet(CifarNetConfig(depth=depth, residual=residual, preact=preact,
+                                           dims=dims, widths=tuple(widths),
+                                           in_channels=in_channels, n_classes=n_classes))
+
+
+def _image_data(dataset: str) -> tuple[tuple[int, ...], int, int, int]:
+    """(example shape, classes, training examples, test examples) of a dataset."""
+    return {"digits": ((1, 8, 8), 10, 1437, 360), "cifar10": ((3, 32, 32), 10, 50_000, 10_000),
+            "mnist1d": ((1, 40), 10, 4000, 1000)}[dataset]
+
+
+def _evals(steps: int, record_every: int, test_examples: int) -> int:
+    return (steps // record_every + 1) * test_examples
+
+
+def jobs(chapter: str, scale: str) -> list[Job]:
+    """The jobs of ``chapter`` at ``scale``, from its sizes cell."""
+    s = sizes_cell(chapter)[scale]
+    make = globals()[f"_jobs_{chapter}"]
+    return make(chapter, s)
+
+
+def _jobs_gradient_flow(ch, s):
+    from skiplab.models import DeepMLP, MLPConfig
+    out = []
+    for arch in ("plain", "residual"):
+        for depth in s["depths"]:     # 3 activations x 3 inits, one batch each, float64
+            out.append(Job(ch, f"probe {arch}-{depth}", lambda d=depth, a=arch: DeepMLP(MLPConfig(
+                64, 10, depth=d, width=s["width"], architecture=a)), (64,), 10, "classify",
+                steps=9, batch=s["batch"], eval_examples=0, float64=True))
+        out.append(Job(ch, f"train {arch}-{s['train_depth']}", lambda a=arch: DeepMLP(MLPConfig(
+            64, 10, depth=s["train_depth"], width=s["width"], activation="sigmoid",
+            init="xavier", architecture=a)), (64,), 10, "classify", steps=s["train_steps"],
+            batch=s["train_batch"], eval_examples=_evals(s["train_steps"], 25, 360)))
+    return out
+
+
+def _jobs_symmetry(ch, s):
+    from skiplab.models import DeepMLP, MLPConfig
+    from skiplab.models.variants import SkipVariantMLP
+    out = [Job(ch, f"exact {variant}", lambda v=variant: SkipVariantMLP(
+        64, 10, s["exact_width"], variant=v), (64,), 10, "classify", steps=s["exact_steps"],
+        batch=64, eval_examples=360, float64=True) for variant in ("plain", "additive")]
+    out += [Job(ch, f"statistics {arch}", lambda a=arch: DeepMLP(MLPConfig(
+        64, 10, depth=s["stat_depth"], width=s["stat_width"], activation="tanh", init="xavier",
+        architecture=a)), (64,), 10, "classify", steps=s["stat_steps"], batch=128,
+        eval_examples=_evals(s["stat_steps"], 50, 360)) for arch in ("plain", "residual")]
+    return out
+
+
+def _jobs_degradation(ch, s):
+    shape, classes, _, n_test = _image_data(s["dataset"])
+    return [Job(ch, f"{'residual' if r else 'plain'}-{d}", _cifar_net(
+        d, s["widths"], residual=r, in_channels=shape[0]), shape, classes, "classify",
+        steps=s["steps"], batch=s["batch"],
+        eval_examples=_evals(s["steps"], s["record_every"], n_test))
+        for d in s["depths"] for r in (False, True)]
+
+
+def _jobs_resnet(ch, s):
+    shape, classes, _, n_test = _image_data(s["dataset"])
+    kinds = {"plain": dict(residual=False), "post-activation": dict(residual=True),
+             "pre-activation": dict(residual=True, preact=True)}
+    return [Job(ch, f"{k}-{s['train_depth']}", _cifar_net(
+        s["train_depth"], s["widths"], in_channels=shape[0], **kw), shape, classes, "classify",
+        steps=s["steps"], batch=s["batch"],
+        eval_examples=_evals(s["steps"], s["record_every"], n_test)) for k, kw in kinds.items()]
+
+
+def _jobs_densenet(ch, s):
+    from skiplab.models import densenet_bc
+    shape, classes, _, n_test = _image_data(s["dataset"])
+    evals = _evals(s["steps"], s["record_every"], n_test)
+    out = [Job(ch, label, _cifar_net(d, w, in_channels=shape[0], dims=s["dims"]), shape, classes,
+               "classify", steps=s["steps"], batch=s["batch"], eval_examples=evals)
+           for label, (d, w) in s["resnets"].items()]
+    out += [Job(ch, label, lambda d=d, k=k: densenet_bc(d, k, dims=s["dims"],
+                                                          in_channels=shape[0]),
+                shape, classes, "classify", steps=s["steps"], batch=s["batch"],
+                eval_examples=evals) for label, (d, k) in s["densenets"].items()]
+    return out
+
+
+def _jobs_landscape(ch, s):
+    shape, classes, _, n_test = _image_data(s["dataset"])
+    shallow, deep = s["depths"]
+    batch = s["eval_batch"]
+    out = []
+    for depth in (shallow, deep):
+        for residual in (False, True):
+            runs = 2 if depth == deep else 1           # the deep nets train from two seeds
+            # one 2-D surface each; the deep nets also get four coarse surfaces, a Lanczos run
+            # (a Hessian-vector product costs about two training passes), a path and slices
+            surface = s["grid"] ** 2
+            if depth == deep:
+                surface += 4 * s["coarse"] ** 2 + 6 * s["lanczos_steps"] + s["path_points"]
+            else:
+                surface += 2 * s["line_points"] if residual else 0
+            out.append(Job(ch, f"{'resnet' if residual else 'plain'}-{depth}", _cifar_net(
+                depth, s["widths"], residual=residual, in_channels=shape[0]), shape, classes,
+                "classify", steps=runs * s["steps"], batch=128,
+                eval_examples=surface * batch + runs * 13 * n_test))
+    return out
+
+
+def _jobs_unet(ch, s):
+    import dataclasses
+
+    from skiplab.models.unet import UNet, UNetConfig, local_net, match_decoder_scale
+    base = UNetConfig(in_channels=1, n_classes=2, base_width=s["base_width"], depth=s["depth"],
+                      padding="same", skip="concat", norm=True)
+    n_test = s["n_test"] or 3669
+    evals = _evals(s["steps"], s["record_every"], n_test)
+    target = sum(p.numel() for p in UNet(base).parameters())
+    builds = {"U-Net, concatenation": lambda: UNet(base),
+              "local net": lambda: local_net(in_channels=1, n_classes=2, width=32)}
+    for skip in ("add", "none"):
+        builds[f"U-Net, {skip}"] = lambda skip=skip: UNet(match_decoder_scale(
+            dataclasses.replace(base, skip=skip), target))
+    return [Job(ch, label, build, (1, s["size"], s["size"]), 2, "segment", steps=s["steps"],
+                batch=s["batch"], eval_examples=evals) for label, build in builds.items()]
+
+
+def _jobs_transformer(ch, s):
+    from skiplab.models.transformer import SequenceModel, TransformerConfig
+    evals = _evals(s["steps"], s["record_every"], s["n_test"])
+
+    def model(norm, residual=True):
+        return lambda: SequenceModel(TransformerConfig(
+            vocab_size=s["vocab"], d_model=s["d_model"], n_heads=s["n_heads"],
+            n_layers=s["n_layers"], norm=norm, residual=residual))
+    runs = [("post-norm", "post", True, 3), ("pre-norm", "pre", True, 2),
+            ("pre-norm, no skips", "pre", False, 1)]   # post-norm: with and without warm-up,
+    return [Job(ch, label, model(norm, residual), (s["length"],), s["vocab"], "sequence",
+                steps=n * s["steps"], batch=s["batch"], eval_examples=n * evals)
+            for label, norm, residual, n in runs]       # and each norm again at the small lr
+
+
+def _jobs_heads(ch, s):
+    shape, _, n_train, n_test = _image_data(s["dataset"])
+    encoder = _cifar_net(20, s["widths"], in_channels=shape[0], n_classes=5)
+    pre = Job(ch, "pre-training", encoder, shape, 5, "classify", steps=s["pretrain_steps"],
+              batch=128, eval_examples=_evals(s["pretrain_steps"], 25, n_test // 2))
+    # five fine-tuning variants, each evaluated on the target test set, and the speed test
+    tune = Job(ch, "fine-tuning", encoder, shape, 5, "embed",
+               steps=5 * s["finetune_steps"] + s["speed_steps"], batch=s["batch"],
+               eval_examples=5 * _evals(s["finetune_steps"], s["record_every"], n_test // 2))
+    return [pre, tune]
+
+
+# ---------------------------------------------------------------- counting and estimating
+
+def forward_flops(job: Job) -> int:
+    """FLOPs of one example's forward pass (2 per multiply-add), counted on the meta device."""
+    model = copy.deepcopy(job.build()).to("meta").train()
+    if job.kind == "sequence":
+        x = torch.zeros(2, *job.example_shape, dtype=torch.long, device="meta")
+    else:
+        x = torch.zeros(2, *job.example_shape, device="meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def launches_per_step(job: Job) -> int:
+    modules = sum(1 for m in job.build().modules() if next(m.parameters(False), None) is not None)
+    return 3 * modules
+
+
+def estimate_seconds(chapter: str, scale: str) -> float:
+    """Estimated seconds of the chapter's jobs at ``scale`` on a T4-class GPU."""
+    total = 0.0
+    for job in jobs(chapter, scale):
+        flops = forward_flops(job) * (3 * job.steps * job.batch + job.eval_examples)
+        total += flops / (T4_FP64_FLOPS if job.float64 else T4_FP32_FLOPS)
+        total += job.steps * launches_per_step(job) * LAUNCH_SECONDS
+    return total
+
+
+def describe(seconds: float) -> str:
+    if seconds < 90:
+        return f"about {max(5, round(seconds / 5) * 5)} s"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.0f} h" if seconds >= 4 * 3600 else \
+        f"about {seconds / 3600:.1f} h"
+
+
+def expected_times(chapter: str) -> dict[str, str]:
+    return {"quick": QUICK_MEASURED[chapter],
+            **{scale: f"{describe(estimate_seconds(chapter, scale))} on a T4 GPU (estimate)"
+               for scale in ("gpu", "paper")}}
+
+
+def canonical_line(chapter: str) -> str:
+    return f"EXPECTED_TIME = {expected_times(chapter)!r}"
+
+
+def write(chapter: str) -> None:
+    path = ROOT / CHAPTERS[chapter]
+    nb = json.loads(path.read_text(encoding="utf8"))
+    line = canonical_line(chapter)
+    for cell in nb["cells"]:
+        source = "".join(cell["source"])
+        if "SIZES = by_scale(" in source:
+            new = re.sub(r"^EXPECTED_TIME = .*$", lambda _: line, source, count=1, flags=re.M)
+            if new == source and line not in source:
+                raise LookupError(f"{path}: the sizes cell has no EXPECTED_TIME line")
+            cell["source"] = new.splitlines(keepends=True)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf8")
+
+
+def main(argv: list[str]) -> int:
+    for chapter in CHAPTERS:
+        if "--write" in argv:
+            write(chapter)
+        times = expected_times(chapter)
+        print(f"{chapter:14s} " + " | ".join(f"{k}: {v}" for k, v in times.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
