@@ -1,18 +1,20 @@
-"""Datasets that need no download, as tensors with a train/test split.
+"""Datasets as tensors with a train/test split.
 
 - :func:`load_digits`: scikit-learn's 1,797 handwritten 8x8 digits (ship with the package).
 - :func:`load_mnist1d`: MNIST-1D (Greydanus 2020), 40-point 1-D digits generated in code by
   the ``mnist1d`` package; never its download path.
-- :func:`load_cifar10`: CIFAR-10 through torchvision, the one download, for ``full`` scale.
+- :func:`load_shapes`: procedural segmentation images (no download).
+- :func:`load_cifar10`, :func:`load_oxford_pets`: downloads through torchvision, for the
+  ``gpu`` and ``paper`` scales, guarded by :func:`skiplab.downloads.downloading` (timeout,
+  one clear :class:`~skiplab.downloads.DownloadError`).
 
-Both standardise features with the training split's statistics only.
+All standardise features with the training split's statistics only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .downloads import data_dir, downloading
 from .runtime import get_device
 
 __all__ = [
@@ -169,8 +172,8 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor
         raise ValueError(f"batch_size={batch_size} must lie in 1..{n} (the training examples)")
     per_epoch = n // batch_size
     epoch, position = divmod(step, per_epoch)
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(n, generator=generator)
+    generator = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=generator, device="cpu")   # whatever the default device
     return order[position * batch_size:(position + 1) * batch_size]
 
 
@@ -178,21 +181,26 @@ def load_cifar10(*, root: str | os.PathLike | None = None, download: bool = True
                  device: str | torch.device | None = None) -> DataSplit:
     """CIFAR-10 (50,000 training and 10,000 test 32x32 colour images) through torchvision.
 
-    The one dataset here that needs a download (about 170 MB, on first use only): the book
-    asks for it at ``full`` scale only. Pixels are scaled to [0, 1] and standardised per
-    channel with the training split's mean and standard deviation.
+    A download of about 170 MB on first use (the book asks for it at ``gpu`` and ``paper``
+    scale only). Pixels are scaled to [0, 1] and standardised per channel with the training
+    split's mean and standard deviation.
 
     Args:
         root: where torchvision keeps the files (default: ``SKIPLAB_DATA``, else
             ``~/.cache/skiplab``).
         download: fetch the files when they are missing.
         device: where the tensors live. Shapes: x (N, 3, 32, 32) float32, y (N,) int64.
+
+    Raises:
+        DownloadError: the files are missing and could not be downloaded.
     """
     from torchvision.datasets import CIFAR10
 
-    folder = Path(root or os.environ.get("SKIPLAB_DATA") or Path.home() / ".cache" / "skiplab")
-    train = CIFAR10(str(folder), train=True, download=download)
-    test = CIFAR10(str(folder), train=False, download=download)
+    folder = data_dir(root)
+    # torchvision checks the archive's MD5 and every unpacked file's: no partial file passes
+    with downloading("CIFAR-10", folder, url=getattr(CIFAR10, "url", None)):
+        train = CIFAR10(str(folder), train=True, download=download)
+        test = CIFAR10(str(folder), train=False, download=download)
     dev = get_device(device)
 
     def images(dataset) -> torch.Tensor:
@@ -363,29 +371,65 @@ def load_shapes(*, n_train: int = 512, n_test: int = 128, size: int = 48, seed: 
     return split.to(get_device(device))
 
 
+OXFORD_PETS_ARCHIVES: tuple[tuple[str, str], ...] = (
+    # (url, md5): torchvision's OxfordIIITPet._RESOURCES, kept equal by a test
+    ("https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz",
+     "5c4f3ee8e5d25df40f4fd59a7f44e54c"),
+    ("https://www.robots.ox.ac.uk/~vgg/data/pets/data/annotations.tar.gz",
+     "95a8c909bbe2e81eed6a22bccdf3f68f"),
+)
+
+
+def _download_oxford_pets(root: Path) -> None:
+    """Download and unpack the Oxford-IIIT Pet archives into ``root / "oxford-iiit-pet"``
+    unless an earlier call finished, then write a marker.
+
+    torchvision checks each archive's MD5, but takes the dataset as present as soon as its
+    ``images`` and ``annotations`` folders exist, so an unpacking cut short would pass for
+    complete. Without the marker the archives are unpacked again (downloaded again only
+    when missing or damaged).
+    """
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    folder = root / "oxford-iiit-pet"
+    marker = folder / ".skiplab-complete"
+    if marker.exists():
+        return
+    for url, md5 in OXFORD_PETS_ARCHIVES:
+        with downloading("Oxford-IIIT Pet", folder, url=url):
+            download_and_extract_archive(url, download_root=str(folder), md5=md5)
+    marker.write_text("both archives downloaded, checked and unpacked\n")
+
+
 def load_oxford_pets(*, size: int = 128, root: str | os.PathLike | None = None,
                      download: bool = True, max_train: int | None = None,
                      device: str | torch.device | None = None) -> SegmentationSplit:
     """Oxford-IIIT Pet with its segmentation trimaps, through torchvision (about 800 MB,
     downloaded on first use into ``SKIPLAB_DATA`` or ``~/.cache/skiplab``): for the
-    `full` scale of the U-Net chapter.
+    ``gpu`` and ``paper`` scales of the U-Net chapter.
 
     Images are resized to ``size`` x ``size`` (bilinear, grey scale, aspect ratio not kept)
     and the trimaps with nearest neighbours. Foreground = pet and its border band (trimap 1
     and 3); the "thin" mask is the border band (trimap 3: "not classified", a few pixels
     wide), so thin IoU there measures agreement in the boundary region, not on one-pixel
     lines; there are no decoys (an empty mask, and the decoy rate is NaN).
+
+    Raises:
+        DownloadError: the files are missing and could not be downloaded.
     """
     import torchvision
     from torchvision.transforms import functional as TF
 
     from .runtime import get_device
 
-    root = Path(root or os.environ.get("SKIPLAB_DATA") or Path.home() / ".cache" / "skiplab")
+    root = data_dir(root)
+    if download:
+        _download_oxford_pets(root)
     splits = []
     for split in ("trainval", "test"):
-        dataset = torchvision.datasets.OxfordIIITPet(
-            root=str(root), split=split, target_types="segmentation", download=download)
+        with downloading("Oxford-IIIT Pet", root / "oxford-iiit-pet"):
+            dataset = torchvision.datasets.OxfordIIITPet(
+                root=str(root), split=split, target_types="segmentation", download=False)
         count = len(dataset) if (split == "test" or max_train is None) else min(
             max_train, len(dataset))
         xs, ys = [], []
