@@ -4,7 +4,9 @@ Builds every assignment once (otter assign runs each exercise's checks on its so
 it builds), then: each student notebook, executed unfinished as a student would first run
 it, shows a check failure that names the property, not a crash; grading a solved student
 notebook gives full marks, an unfinished or wrong one zero; hidden checks stay out of the
-student's copy.
+student's copy and call the checkers with their hidden sizes; a sys.exit() costs only its
+exercise, tampering with the checks is reported, and the time limit kills every process
+the notebook started.
 """
 
 from __future__ import annotations
@@ -173,15 +175,29 @@ def test_a_wrong_block_scores_zero_and_a_broken_notebook_does_not_stop_grading(b
 
 
 def test_a_notebook_that_never_ends_is_stopped(built, tmp_path):
+    """The time limit stops the notebook and every process it started, including a helper
+    that called setsid() to leave the process group (it used to survive)."""
     (tmp_path / "built").symlink_to(built)
     folder = tmp_path / "submissions"
     folder.mkdir()
     nb = nbformat.read(solved_copy(built, "resnet", tmp_path / "solved.ipynb"), as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("while True:\n    pass"))
     nbformat.write(nb, folder / "endless.ipynb")
-    rows = grade("resnet", folder, tmp_path / "scores.csv", timeout=15)
-    assert rows["endless"]["error"] == "not graded: ran over 15 s"
-    assert float(rows["endless"]["total"]) == 0
+    pid_file = tmp_path / "helper.pid"
+    helper = (f"import os, time; os.setsid(); open({str(pid_file)!r}, 'w')"
+              ".write(str(os.getpid())); time.sleep(600)")
+    nb.cells[-1] = nbformat.v4.new_code_cell(
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', {helper!r}])\n"
+        "while True:\n    time.sleep(0.1)")
+    nbformat.write(nb, folder / "helper.ipynb")
+    rows = grade("resnet", folder, tmp_path / "scores.csv", timeout=30)
+    for name in ("endless", "helper"):
+        assert rows[name]["error"] == "not graded: ran over 30 s"
+        assert float(rows[name]["total"]) == 0
+    import psutil
+    pid = int(pid_file.read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
 def test_grade_without_arguments_says_how_to_call_it():
@@ -197,3 +213,160 @@ def test_an_exercise_section_needs_its_markers(tmp_path):
     nb.cells.append(nbformat.v4.new_markdown_cell("## Exercises", metadata={"tags": ["exercises"]}))
     with pytest.raises(ValueError, match="no '# BEGIN QUESTION'"):
         assignments.exercise_cells(nb, tmp_path / "x.ipynb")
+
+
+# ---------------------------------------------------------------------------------------------
+# Grading a hostile notebook: exits, tampering, processes that leave the group
+
+
+def test_hidden_checks_call_the_checkers_with_hidden_sizes(built):
+    for name, questions in EXPECTED.items():
+        for question in questions:
+            hidden = (built / name / "autograder" / "tests" / f"{question}.py").read_text()
+            assert re.search(r"check_\w+\(\w+, hidden=True\)", hidden), (name, question)
+            public = (built / name / "student" / "tests" / f"{question}.py").read_text()
+            assert "hidden=True" not in public
+
+
+def test_hidden_checks_rewrite_only_hidden_test_cells():
+    hidden = ('""" # BEGIN TEST CONFIG\nhidden: true\n""" # END TEST CONFIG\n'
+              "check_x(F)\ncheck_y(F, 2)")
+    assert assignments.hidden_checks(hidden).endswith("check_x(F, hidden=True)\ncheck_y(F, 2)")
+    public = hidden.replace("hidden: true", "points: 1")
+    assert assignments.hidden_checks(public) == public
+
+
+def test_first_failure_says_what_was_measured():
+    output = ("Error at line 3 in test basic_block:\n    check_basic_block(BasicBlock)\n"
+              "CheckFailed: [basic block] property 'forward runs' failed\n"
+              "  expected: it runs\n  measured: SystemExit(3): the code called sys.exit()\n"
+              "  hint: remove it")
+    assert assignments.first_failure(output) == (
+        "CheckFailed: [basic block] property 'forward runs' failed (measured: SystemExit(3): "
+        "the code called sys.exit())")
+    assert assignments.first_failure("❌ Test case failed\nSystemExit: the code called "
+                                     "sys.exit(3)").startswith("SystemExit")
+
+
+def write_results(folder: Path, tests: list[dict], output: str | None) -> Path:
+    import json
+    path = folder / "results.json"
+    path.write_text(json.dumps({"tests": tests, **({"output": output} if output else {})}))
+    return path
+
+
+def test_read_results_reports_what_stopped_grading(tmp_path):
+    ok = [{"name": "q", "score": 1, "max_score": 2, "output": "AssertionError: no"}]
+    verified = "skiplab grading guard: verified"
+    row = assignments.read_results(write_results(tmp_path, ok, verified), "", 0, ["q"])
+    assert row == {"scores": {"q": (1, 2)}, "failed": ["q: AssertionError: no"], "error": ""}
+    crashed = [{"name": "Autograder Failed", "output": "..."},
+               {"name": "Autograder Exception", "output": "Traceback\nSystemExit: 3"}]
+    row = assignments.read_results(write_results(tmp_path, crashed, None), "", 0, ["q"])
+    assert row["error"] == "not graded: otter could not collect the results (SystemExit: 3)"
+    row = assignments.read_results(write_results(tmp_path, ok, None), "", 0, ["q"])
+    assert row["error"].startswith("not graded: the grading guard did not report")
+    changed = "skiplab grading guard: changed: torch.allclose replaced"
+    row = assignments.read_results(write_results(tmp_path, ok, changed), "", 0, ["q"])
+    assert row["error"] == ("not graded: the submission changed the grading environment: "
+                            "torch.allclose replaced")
+    row = assignments.read_results(write_results(tmp_path, ok, verified), "", 0, ["q", "r"])
+    assert row["error"] == "not graded: no result for r"
+
+
+ESCAPING_HELPERS = """\
+import json, os, subprocess, sys, time
+sys.path.insert(0, {tools!r})
+import assignments
+
+assignments.become_subreaper()
+helper = (
+    "import os, sys, time\\n"
+    "if os.fork() == 0:\\n"                    # a daemon: double fork, new session
+    "    os.setsid()\\n"
+    "    if os.fork() == 0:\\n"
+    "        open(sys.argv[1] + '.daemon', 'w').write(str(os.getpid())); time.sleep(300)\\n"
+    "    os._exit(0)\\n"
+    "os.setsid()\\n"                            # and this process leaves the group too
+    "open(sys.argv[1] + '.setsid', 'w').write(str(os.getpid())); time.sleep(300)\\n")
+token = "t0ken"
+root = subprocess.Popen([sys.executable, "-c", helper, {stem!r}],
+                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        env={{**os.environ, assignments.RUN_TOKEN: token}})
+tree = assignments.ProcessTree(root.pid, token)
+deadline = time.time() + 30
+try:
+    while not all(os.path.exists({stem!r} + s) for s in (".daemon", ".setsid")):
+        assert time.time() < deadline, "the helper did not start"
+        tree.scan()
+        time.sleep(0.1)
+    time.sleep(0.3)
+finally:
+    tree.kill()
+import psutil
+pids = [int(open({stem!r} + s).read()) for s in (".daemon", ".setsid")]
+alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+print(json.dumps(alive))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="setsid and prctl: Linux")
+def test_the_time_limit_kills_processes_that_left_the_group(tmp_path):
+    """A helper that calls setsid(), and a daemon that double-forks out of the tree, are
+    found (the grader is their subreaper, they carry the run's token) and killed."""
+    script = ESCAPING_HELPERS.format(tools=str(ROOT / "tools"), stem=str(tmp_path / "pid"))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def answer_cell(nb, marker: str):
+    return next(c for c in nb.cells if "otter_answer_cell" in tags(c) and marker in c.source)
+
+
+def test_an_exit_costs_only_its_own_exercise(built, tmp_path):
+    """sys.exit() inside the permutation, reached only by its hidden check's own code
+    (width 16): that hidden check fails and the table says why; the public check and the
+    other exercise keep their points (the exit used to zero the whole notebook, with empty
+    failed and error columns)."""
+    (tmp_path / "built").symlink_to(built)
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    nb = nbformat.read(solved_copy(built, "symmetry", tmp_path / "solved.ipynb"), as_version=4)
+    answer = answer_cell(nb, "def permute_hidden_units")
+    answer.source = answer.source.replace(
+        '"""\n', '"""\n    if perm.numel() == 16:\n        import sys\n        sys.exit(3)\n', 1)
+    assert "sys.exit(3)" in answer.source
+    nbformat.write(nb, folder / "exits.ipynb")
+    row = grade("symmetry", folder, tmp_path / "scores.csv")["exits"]
+    assert not row["error"], row
+    assert float(row["permutation"]) == 1 and float(row["function_change"]) == 2
+    assert "permutation: SystemExit: the code called sys.exit(3)" in row["failed"]
+
+
+def test_tampering_with_the_checks_is_reported(built, tmp_path):
+    """A notebook that replaces the checker, or torch.allclose, is not graded, and the
+    error column names what it replaced."""
+    (tmp_path / "built").symlink_to(built)
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    solved = solved_copy(built, "heads", tmp_path / "solved.ipynb")
+    tampering = {
+        "checker": "import skiplab.checks\n"
+                   "skiplab.checks.check_gated_head = lambda *args, **kwargs: 'passed'",
+        "allclose": "import torch\ntorch.allclose = lambda *args, **kwargs: True",
+    }
+    for name, code in tampering.items():
+        nb = nbformat.read(solved, as_version=4)
+        first = next(i for i, c in enumerate(nb.cells) if "otter_answer_cell" in tags(c))
+        nb.cells.insert(first, nbformat.v4.new_code_cell(code))
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    rows = grade("heads", folder, tmp_path / "scores.csv")
+    for name, replaced in (("checker", "skiplab.checks.check_gated_head replaced"),
+                           ("allclose", "torch.allclose replaced")):
+        assert float(rows[name]["total"]) == 0, rows[name]
+        assert rows[name]["error"].startswith("not graded: the submission changed the grading "
+                                              "environment: "), rows[name]
+        assert replaced in rows[name]["error"]

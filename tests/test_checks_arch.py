@@ -11,6 +11,8 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from torch import nn
 
+from checkhelp import rejects
+
 from skiplab.blocks.dense import DenseLayer
 from skiplab.blocks.residual import BasicBlock
 from skiplab.checks import (CheckFailed, check_basic_block, check_crop_and_concat,
@@ -172,7 +174,7 @@ class InPlaceShortcutAdd(RefBlock):
     (AlwaysProject, "parameter-free identity shortcut", "1x1 projection"),
     (NoDownsample, "forward runs", r"passes x on unchanged, \(2, 8, 6, 8\)"),
     (ProjectionWithoutStride, "forward runs", "give the projection's 1x1 conv stride=2"),
-    (ProjectsOnlyOnChannelChange, "forward runs", r"passes x on unchanged, \(2, 6, 6, 8\)"),
+    (ProjectsOnlyOnChannelChange, "forward runs", r"passes x on unchanged, \(2, 6, 7, 5\)"),
     (SkipFromMiddle, "shortcut carries the input", "not an intermediate result"),
     (ReluOnBothSides, "no ReLU before the addition", "branch ends with BatchNorm"),
     (UnusedNorm, "gradients reach every parameter", "never used in forward"),
@@ -186,6 +188,213 @@ def test_basic_block_mistakes(block_cls, prop, hint):
 def test_basic_block_wrong_signature():
     with pytest.raises(CheckFailed, match=r"construction.*\n.*\n.*\n.*in_channels, out_ch"):
         check_basic_block(lambda c_in, c_out: RefBlock(c_in, c_out))
+
+
+# the teacher's report: wrong blocks that used to pass, valid ones that used to crash
+
+
+class SequentialBlock(nn.Module):
+    """Valid: the branch as one nn.Sequential with in-place ReLU, the stride on conv1."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        self.branch = nn.Sequential(
+            conv3x3(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True), conv3x3(out_channels, out_channels),
+            nn.BatchNorm2d(out_channels))
+        self.shortcut = (nn.Identity() if stride == 1 and in_channels == out_channels else
+                         nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride),
+                                       nn.BatchNorm2d(out_channels)))
+
+    def forward(self, x):
+        return F.relu(self.branch(x) + self.shortcut(x))
+
+
+class LazyBlock(nn.Module):
+    """Valid: lazy layers (shapes set by the first forward pass)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        o = out_channels
+        self.conv1, self.bn1 = nn.LazyConv2d(o, 3, stride, padding=1), nn.LazyBatchNorm2d()
+        self.conv2, self.bn2 = nn.LazyConv2d(o, 3, padding=1), nn.LazyBatchNorm2d()
+        self.shortcut = (nn.Identity() if stride == 1 and in_channels == o else
+                         nn.Sequential(nn.LazyConv2d(o, 1, stride), nn.LazyBatchNorm2d()))
+        nn.init.zeros_  # the zero-init of the last BatchNorm happens after materialising
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(h)) + self.shortcut(x))
+
+
+class FunctionalBlock(nn.Module):
+    """Valid: F.conv2d and F.batch_norm on the block's own parameters and buffers."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        o, self.stride = out_channels, stride
+        self.w1 = nn.Parameter(torch.randn(o, in_channels, 3, 3) * 0.2)
+        self.w2 = nn.Parameter(torch.randn(o, o, 3, 3) * 0.2)
+        self.project = stride != 1 or in_channels != o
+        names = ("1", "2", "p") if self.project else ("1", "2")
+        if self.project:
+            self.wp = nn.Parameter(torch.randn(o, in_channels, 1, 1) * 0.3)
+        for n in names:
+            setattr(self, "g" + n, nn.Parameter(torch.ones(o)))
+            setattr(self, "b" + n, nn.Parameter(torch.zeros(o)))
+            self.register_buffer("mean" + n, torch.zeros(o))
+            self.register_buffer("var" + n, torch.ones(o))
+
+    def norm(self, t, n):
+        return F.batch_norm(t, getattr(self, "mean" + n), getattr(self, "var" + n),
+                            getattr(self, "g" + n), getattr(self, "b" + n), self.training)
+
+    def forward(self, x):
+        h = F.relu(self.norm(F.conv2d(x, self.w1, stride=self.stride, padding=1), "1"))
+        branch = self.norm(F.conv2d(h, self.w2, padding=1), "2")
+        shortcut = self.norm(F.conv2d(x, self.wp, stride=self.stride), "p") if self.project else x
+        return torch.relu(branch + shortcut)
+
+
+@pytest.mark.parametrize("block_cls", [SequentialBlock, LazyBlock, FunctionalBlock],
+                         ids=["sequential", "lazy", "functional"])
+def test_basic_block_valid_styles(block_cls):
+    assert "gradient flows through the shortcut and the branch" in check_basic_block(block_cls)
+    assert "all" in check_basic_block(block_cls, hidden=True)
+
+
+class DetachedShortcut(RefBlock):
+    def forward(self, x):
+        return F.relu(self.branch(x) + self.shortcut(x.detach()))
+
+
+class DataShortcut(RefBlock):
+    def forward(self, x):
+        return F.relu(self.branch(x) + (self.shortcut(x) if self.shortcut is not None and not
+                                        isinstance(self.shortcut, nn.Identity) else x.data))
+
+
+class NoMiddleRelu(RefBlock):
+    def branch(self, x):
+        return self.bn2(self.conv2(self.bn1(self.conv1(x))))
+
+
+class ConvReluBn(RefBlock):
+    def branch(self, x):
+        return self.bn2(self.conv2(self.bn1(F.relu(self.conv1(x)))))
+
+
+class ReluInsideProjection(RefBlock):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        if not isinstance(self.shortcut, nn.Identity):
+            self.shortcut = nn.Sequential(*self.shortcut, nn.ReLU())
+
+
+class ReluOnShortcut(RefBlock):
+    def forward(self, x):
+        return F.relu(self.branch(x) + F.relu(self.shortcut(x)))
+
+
+class NormBeforeConv(RefBlock):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        self.bn1 = nn.BatchNorm2d(in_channels)
+
+    def branch(self, x):
+        return self.bn2(self.conv2(F.relu(self.conv1(self.bn1(x)))))
+
+
+class Projection3x3(RefBlock):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        if not isinstance(self.shortcut, nn.Identity):
+            self.shortcut = nn.Sequential(conv3x3(in_channels, out_channels, stride),
+                                          nn.BatchNorm2d(out_channels))
+
+
+class NoPadding(RefBlock):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, bias=False)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, bias=False)
+
+
+class StrideOnBoth(RefBlock):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        self.conv2 = conv3x3(out_channels, out_channels, stride)
+
+
+class IgnoresStride(RefBlock):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        self.conv1 = conv3x3(in_channels, out_channels, 1)
+
+
+class NormAfterAddition(RefBlock):
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(h) + self.shortcut(x)))
+
+
+@pytest.mark.parametrize("block_cls, prop, hint", [
+    (DetachedShortcut, "gradient flows through the shortcut and the branch",
+     "the shortcut carries no gradient"),
+    (DataShortcut, "gradient flows through the shortcut and the branch",
+     "not x.detach() or x.data"),
+    (NoMiddleRelu, "ReLU between the two convolutions", "the middle ReLU is missing"),
+    (ConvReluBn, "conv -> BatchNorm -> ReLU order", "conv -> ReLU -> BN"),
+    (ReluInsideProjection, "no ReLU on the shortcut", "a ReLU inside the projection"),
+    (ReluOnShortcut, "no ReLU on the shortcut", "a ReLU on the shortcut before the sum"),
+    (NormBeforeConv, "conv -> BatchNorm -> ReLU order", "BatchNorm placed before its conv"),
+    (Projection3x3, "layer types: two 3x3 convs, their BatchNorms, a 1x1 projection",
+     "a 3x3 projection"),
+], ids=lambda v: v.__name__ if isinstance(v, type) else None)
+def test_basic_block_mistakes_that_used_to_pass(block_cls, prop, hint):
+    rejects(check_basic_block, block_cls, prop, hint)
+
+
+@pytest.mark.parametrize("block_cls, prop, hint, avoid", [
+    (NoPadding, "forward runs", "padding=1", "projection"),
+    (StrideOnBoth, "forward runs", "only one of them (the first) takes the stride",
+     "projection"),
+    (IgnoresStride, "forward runs", "ignores the stride argument", "padding"),
+    (NormAfterAddition, "BatchNorm before the addition", "bn2 comes after the addition",
+     "add the shortcut:"),
+], ids=lambda v: v.__name__ if isinstance(v, type) else None)
+def test_basic_block_hint_names_the_cause(block_cls, prop, hint, avoid):
+    """These used to get a hint for another mistake (give the projection stride=1, padding,
+    add the shortcut): the hint must name what is wrong, and not the other thing."""
+    rejects(check_basic_block, block_cls, prop, hint, avoid=avoid)
+
+
+class HalfBlock(RefBlock):
+    def forward(self, x):
+        return super().forward(x).half()
+
+
+class IntBlock(RefBlock):
+    def forward(self, x):
+        return super().forward(x).int()
+
+
+@pytest.mark.parametrize("block_cls", [HalfBlock, IntBlock])
+def test_basic_block_output_dtype_is_compared(block_cls):
+    error = rejects(check_basic_block, block_cls, "output dtype", "keep the input's dtype")
+    assert "torch.float32" in error.expected
+
+
+def test_basic_block_hidden_sizes_catch_a_block_written_for_the_public_ones():
+    class PublicSizesOnly(RefBlock):
+        def forward(self, x):
+            if x.shape[-2] in (5, 6, 7):        # the public check's heights
+                return super().forward(x)
+            return F.relu(self.branch(x))
+
+    assert "all" in check_basic_block(PublicSizesOnly)
+    rejects(check_basic_block, PublicSizesOnly, "skip connection exists", "add the shortcut",
+            hidden=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,6 +507,123 @@ def test_dense_layer_crash_on_cat_axis_is_explained():
         check_dense_layer(make)
 
 
+# the teacher's report: wrong layers that used to pass, valid ones
+
+
+class SequentialDense(nn.Sequential):
+    """Valid: the layer as an nn.Sequential subclass whose forward concatenates."""
+
+    def __init__(self, in_channels: int, growth_rate: int):
+        super().__init__(nn.BatchNorm2d(in_channels), nn.ReLU(inplace=False),
+                         nn.Conv2d(in_channels, growth_rate, 3, padding=1))
+
+    def forward(self, x):
+        return torch.cat([x, super().forward(x)], 1)
+
+
+class LazyDense(nn.Module):
+    """Valid: lazy layers and a bottleneck."""
+
+    def __init__(self, in_channels: int, growth_rate: int):
+        super().__init__()
+        self.bn1, self.conv1 = nn.LazyBatchNorm2d(), nn.LazyConv2d(4 * growth_rate, 1)
+        self.bn2, self.conv2 = nn.LazyBatchNorm2d(), nn.LazyConv2d(growth_rate, 3, padding=1)
+
+    def forward(self, x):
+        return torch.cat([x, self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x))))))], 1)
+
+
+class FunctionalDense(nn.Module):
+    """Valid: F.batch_norm (batch statistics) and F.conv2d on its own parameters."""
+
+    def __init__(self, in_channels: int, growth_rate: int):
+        super().__init__()
+        self.gamma, self.beta = nn.Parameter(torch.ones(in_channels)), nn.Parameter(
+            torch.zeros(in_channels))
+        self.weight = nn.Parameter(torch.randn(growth_rate, in_channels, 3, 3) * 0.2)
+
+    def forward(self, x):
+        h = F.batch_norm(x, None, None, self.gamma, self.beta, training=True)
+        return torch.cat([x, F.conv2d(F.relu(h), self.weight, padding=1)], 1)
+
+
+@pytest.mark.parametrize("layer_cls", [SequentialDense, LazyDense, FunctionalDense],
+                         ids=["sequential", "lazy", "functional"])
+def test_dense_layer_valid_styles(layer_cls):
+    assert "gradient flows through x and the new features" in check_dense_layer(layer_cls)
+    assert "all" in check_dense_layer(layer_cls, hidden=True)
+
+
+class DetachedInput(PlainDense):
+    def forward(self, x):
+        return torch.cat([x.detach(), self.conv(F.relu(self.bn(x)))], 1)
+
+
+class NoReluDense(PlainDense):
+    def forward(self, x):
+        return torch.cat([x, self.conv(self.bn(x))], 1)
+
+
+class NoNormDense(nn.Module):
+    def __init__(self, in_channels, growth_rate):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, growth_rate, 3, padding=1)
+
+    def forward(self, x):
+        return torch.cat([x, self.conv(F.relu(x))], 1)
+
+
+class OneByOneDense(PlainDense):
+    def __init__(self, in_channels, growth_rate):
+        super().__init__(in_channels, growth_rate)
+        self.conv = nn.Conv2d(in_channels, growth_rate, 1)
+
+
+class ExtraNormDense(PlainDense):
+    def __init__(self, in_channels, growth_rate):
+        super().__init__(in_channels, growth_rate)
+        self.after = nn.BatchNorm2d(growth_rate)
+
+    def forward(self, x):
+        return torch.cat([x, self.after(self.conv(F.relu(self.bn(x))))], 1)
+
+
+class NoPaddingDense(PlainDense):
+    def __init__(self, in_channels, growth_rate):
+        super().__init__(in_channels, growth_rate)
+        self.conv = nn.Conv2d(in_channels, growth_rate, 3)
+
+
+@pytest.mark.parametrize("layer_cls, prop, hint", [
+    (DetachedInput, "gradient flows through x and the new features",
+     "the input's copy in the output carries no gradient"),
+    (NoReluDense, "BN-ReLU-conv order", "the ReLU is missing"),
+    (NoNormDense, "layer types: BatchNorm, 3x3 conv (optional 1x1 bottleneck)",
+     "no BatchNorm before a convolution"),
+    (OneByOneDense, "layer types: BatchNorm, 3x3 conv (optional 1x1 bottleneck)",
+     "here a 1x1 convolution makes them"),
+    (ExtraNormDense, "layer types: BatchNorm, 3x3 conv (optional 1x1 bottleneck)",
+     "an extra BatchNorm"),
+], ids=lambda v: v.__name__ if isinstance(v, type) else None)
+def test_dense_layer_mistakes_that_used_to_pass(layer_cls, prop, hint):
+    rejects(check_dense_layer, layer_cls, prop, hint)
+
+
+def test_dense_layer_without_padding_is_not_blamed_on_a_spatial_axis():
+    """torch.cat on dim 1 fails because H x W differ: the hint names the padding."""
+    error = rejects(check_dense_layer, NoPaddingDense, "forward runs", "padding=1",
+                    avoid="spatial axis")
+    assert "dimension 1" in error.measured
+
+
+def test_dense_layer_output_dtype_is_compared():
+    class HalfDense(RefDense):
+        def forward(self, x):
+            return super().forward(x).half()
+
+    rejects(check_dense_layer, HalfDense, "output dtype", "keep the input's dtype")
+
+
 # ---------------------------------------------------------------------------------------------
 # U-Net crop and concatenate
 
@@ -405,6 +731,30 @@ def test_crop_and_concat_crash_is_explained():
     with pytest.raises(CheckFailed, match=r"(?s)'runs'.*crop the encoder map") as info:
         check_crop_and_concat(crop_wrong_map)
     assert info.value.property == "runs"
+
+
+@pytest.mark.parametrize("cast", ["long", "int", "half", "double"])
+def test_crop_and_concat_keeps_the_dtype(cast):
+    """A cast used to pass: the maps hold whole numbers and torch.equal ignores the dtype."""
+    def casts(enc, dec):
+        return getattr(ref_crop_concat(enc, dec), cast)()
+
+    error = rejects(check_crop_and_concat, casts, "output dtype", "keep the input's dtype")
+    assert "float" in error.expected
+
+
+def test_crop_and_concat_hidden_cases():
+    assert "all" in check_crop_and_concat(ref_crop_concat, hidden=True)
+    assert "all" in check_crop_and_concat(book_helper, hidden=True)
+
+    def public_margins_only(enc, dec):
+        if enc.shape[-1] - dec.shape[-1] in (8, 32, 3, 5):     # the public check's margins
+            return ref_crop_concat(enc, dec)
+        return torch.cat([enc[..., :dec.shape[-2], :dec.shape[-1]], dec], 1)
+
+    assert "all" in check_crop_and_concat(public_margins_only)
+    rejects(check_crop_and_concat, public_margins_only, "centre crop", "(H1 - H2) // 2",
+            hidden=True)
 
 
 def test_checkers_leave_global_rng_alone():

@@ -17,7 +17,7 @@ ZERO = "1-D parameters get a zero direction"
 NORMS = "each filter's norm equals the weights' filter norm"
 ALIGN = "each filter is a positive multiple of the direction's filter"
 PROPERTIES = ["runs without error", "one tensor per parameter", "shapes match the parameters",
-              "inputs unchanged", ZERO, NORMS, ALIGN]
+              "dtypes match the parameters", "inputs unchanged", ZERO, NORMS, ALIGN]
 
 
 def _per_filter(t: torch.Tensor) -> torch.Tensor:
@@ -90,6 +90,26 @@ def test_filter_normalise_accepts(fn):
     assert f"all {len(PROPERTIES)} checks passed" in report
     for prop in PROPERTIES:
         assert prop in report
+    assert f"all {len(PROPERTIES)} checks passed" in check_filter_normalise(fn, hidden=True)
+
+
+def normalise_in_float64(direction, weights):
+    """Valid: computes in float64, returns each tensor in its own dtype."""
+    return [o.to(d.dtype) for o, d in zip(
+        normalise_reference([d.double() for d in direction], [w.double() for w in weights]),
+        direction)]
+
+
+def normalise_to_float32(direction, weights):
+    return [o.float() for o in normalise_reference(direction, weights)]
+
+
+def test_filter_normalise_dtypes():
+    assert "dtypes match the parameters" in check_filter_normalise(normalise_in_float64,
+                                                                   hidden=True)
+    assert "all" in check_filter_normalise(normalise_to_float32)   # float32 cases only
+    _rejects(check_filter_normalise, normalise_to_float32, "dtypes match the parameters",
+             "keep the direction's dtype", hidden=True)
 
 
 def test_reference_matches_random_direction():

@@ -283,17 +283,45 @@ def test_relu_is_harmless_only_without_projections():
         assert (diff == 0) if option == "A" else (diff > 1e-2), (option, diff)
 
 
-@pytest.mark.parametrize("option", ["A", "B"])
-def test_single_deletions_are_told_apart(option):
+@pytest.mark.parametrize("option, depth", [("A", 14), ("B", 14), ("A", 20), ("B", 26)])
+def test_single_deletions_are_told_apart(option, depth):
     """Deleting different blocks gives clearly different outputs, so 'it matches deleting
     block j' is unambiguous (the checker's tolerance is 1e-5 times the logits' scale)."""
-    model = lesion_test_model(option)
+    model = lesion_test_model(option, depth=depth)
     size = (16,) if option == "A" else (8, 8)
     x = torch.randn(4, 2, *size)
     with torch.no_grad():
-        outs = [model(x)] + [delete_block(model, j)(x) for j in range(6)]
+        outs = [model(x)] + [delete_block(model, j)(x) for j in range(len(model.blocks()))]
     gaps = [(a - b).abs().max().item() for k, a in enumerate(outs) for b in outs[k + 1:]]
     assert min(gaps) > 0.05
+
+
+def two_blocks_a_stage(model, index):
+    """Hard-codes the 2-blocks-a-stage layout of the 6-block test nets."""
+    lesioned = copy.deepcopy(model)
+    stage = lesioned.stages[index // 2]
+    stage[index % 2] = stage[index % 2].shortcut
+    return lesioned
+
+
+def test_an_index_mapping_for_two_blocks_a_stage_fails_publicly():
+    """Every test net used to have 2 blocks a stage; the public check now has one with 3."""
+    error = _rejects(two_blocks_a_stage, "deletes an identity-shortcut block",
+                     "stage = index // 3")
+    assert "matches deleting block 6 instead" in error.measured
+
+
+def test_the_copy_keeps_the_dtype():
+    def doubled(model, index):
+        return delete_block(model, index).double()
+
+    error = _rejects(doubled, "runs and returns a module", "keep the copy's dtype")
+    assert "float64" in error.measured
+
+
+def test_hidden_nets():
+    assert "all" in check_delete_block(delete_by_assignment, hidden=True)
+    assert len(lesion_test_model("B", depth=26).blocks()) == 12
 
 
 def test_test_models_are_the_ones_described():

@@ -123,6 +123,51 @@ def test_gradient_probe_rejects(fn, prop, hint):
         assert "AttributeError" in error.measured
 
 
+def probe_first_six(model, x, y):
+    """Written for the public nets of depth 6: returns at most 6 values."""
+    return probe_reference(model, x, y)[:6]
+
+
+def probe_strings(model, x, y):
+    return [f"{v:.6f}" for v in probe_reference(model, x, y)]
+
+
+def probe_half(model, x, y):
+    return torch.tensor(probe_reference(model, x, y)).half()
+
+
+def probe_int_tensor(model, x, y):
+    return torch.tensor(probe_reference(model, x, y)).int()
+
+
+def probe_numpy(model, x, y):
+    """Valid: NumPy float64 scalars, computed in float64."""
+    import numpy as np
+    return [np.float64(v) for v in probe_reference(model.double(), x.double(), y)]
+
+
+def probe_zero_dim_tensors(model, x, y):
+    """Valid: a list of 0-dim float tensors."""
+    weights = [layer.weight for layer in model.weight_layers()]
+    return [g.norm() for g in torch.autograd.grad(F.cross_entropy(model(x), y), weights)]
+
+
+@pytest.mark.parametrize("fn", [probe_numpy, probe_zero_dim_tensors])
+def test_gradient_probe_accepts_any_real_numbers(fn):
+    assert "all 7 checks passed" in check_gradient_probe(fn)
+    assert "all 7 checks passed" in check_gradient_probe(fn, hidden=True)
+
+
+@pytest.mark.parametrize("fn, prop, hint", [
+    (probe_first_six, "one value per weight layer", "depth 8 has 8 Linear layers"),
+    (probe_strings, "returns numbers", "not a string"),
+    (probe_half, "returns numbers", "float16 rounds them"),
+    (probe_int_tensor, "returns numbers", "integers lose them"),
+])
+def test_gradient_probe_rejects_sizes_and_types(fn, prop, hint):
+    _rejects(check_gradient_probe, fn, prop, hint)
+
+
 # --------------------------------------------------------------------------------------------
 # 2. Pre-norm transformer block
 # --------------------------------------------------------------------------------------------
@@ -304,7 +349,8 @@ class NoAttributesBlock(nn.Module):
 @pytest.mark.parametrize("cls", [PreNormBlock, FloatMaskBlock, BufferMaskBlock])
 def test_prenorm_block_accepts(cls):
     report = check_prenorm_block(cls)
-    assert "all 10 checks passed" in report
+    assert "all 12 checks passed" in report
+    assert "all 12 checks passed" in check_prenorm_block(cls, hidden=True)
 
 
 @pytest.mark.parametrize("cls, prop, hint", [
@@ -333,6 +379,50 @@ def test_prenorm_block_crash_is_reported():
     error = _rejects(check_prenorm_block, HintOnlyBlock, "forward runs",
                      "is_causal=True alone")
     assert "RuntimeError" in error.measured
+
+
+class MaskForSixTokens(PreNormBlock):
+    """Hard-codes the public check's length, T = 6."""
+
+    def mask(self, x, causal):
+        return torch.ones(6, 6, dtype=torch.bool).triu(1) if causal else None
+
+
+class NoReturnBlock(PreNormBlock):
+    def forward(self, x, causal=False):
+        x = x + self.attend(x, causal)
+        x = x + self.ffn(self.norm2(x))
+
+
+class DetachedStreamBlock(PreNormBlock):
+    def forward(self, x, causal=False):
+        x = x.detach() + self.attend(x, causal)
+        return x + self.ffn(self.norm2(x))
+
+
+class LazyFFNBlock(PreNormBlock):
+    """Valid: a lazy first FFN layer."""
+
+    def __init__(self, d_model, n_heads):
+        super().__init__(d_model, n_heads)
+        self.ffn = nn.Sequential(nn.LazyLinear(4 * d_model), nn.ReLU(),
+                                 nn.Linear(4 * d_model, d_model))
+
+
+@pytest.mark.parametrize("cls, prop, hint", [
+    (MaskForSixTokens, "forward runs", "build it from T = x.shape[1]"),
+    (NoReturnBlock, "shape (B, T, D) -> (B, T, D)", "did it miss a `return`"),
+    (DetachedStreamBlock, "gradient with respect to x is the true slope",
+     "the residual stream must carry it"),
+])
+def test_prenorm_block_rejects_what_used_to_pass(cls, prop, hint):
+    error = _rejects(check_prenorm_block, cls, prop, hint)
+    if cls is NoReturnBlock:
+        assert "[0]" not in error.hint
+
+
+def test_prenorm_block_accepts_lazy_layers():
+    assert "all 12 checks passed" in check_prenorm_block(LazyFFNBlock)
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,7 +521,8 @@ class CrashingHead(GatedHead):
 @pytest.mark.parametrize("cls", [GatedHead, VectorGateHead, LibraryHead])
 def test_gated_head_accepts(cls):
     report = check_gated_head(cls)
-    assert "all 5 checks passed" in report
+    assert "all 9 checks passed" in report
+    assert "all 9 checks passed" in check_gated_head(cls, hidden=True)
 
 
 @pytest.mark.parametrize("cls, prop, hint", [
@@ -446,6 +537,83 @@ def test_gated_head_accepts(cls):
 ])
 def test_gated_head_rejects(cls, prop, hint):
     _rejects(check_gated_head, cls, prop, hint)
+
+
+class AddsInputTwiceHead(GatedHead):
+    def forward(self, x):
+        return x + self.gate * (self.fc(x) + x)
+
+
+class DetachedFcHead(GatedHead):
+    def forward(self, x):
+        return x + self.gate * self.fc(x).detach()
+
+
+class DetachedInputHead(GatedHead):
+    def forward(self, x):
+        return x.detach() + self.gate * self.fc(x)
+
+
+class GateForSixHead(GatedHead):
+    """A per-dimension gate sized for the public check's width, 6."""
+
+    def __init__(self, dim):
+        super().__init__(dim)
+        self.gate = nn.Parameter(torch.zeros(6))
+
+
+class DataGateHead(GatedHead):
+    def forward(self, x):
+        return x + self.gate.data * self.fc(x)
+
+
+class ReluGateHead(GatedHead):
+    def forward(self, x):
+        return x + torch.relu(self.gate) * self.fc(x)
+
+
+class SquaredGateHead(GatedHead):
+    def forward(self, x):
+        return x + self.gate ** 2 * self.fc(x)
+
+
+class EinsumHead(GatedHead):
+    """Valid: fc written out with einsum on fc's own weight and bias."""
+
+    def forward(self, x):
+        return x + self.gate * (torch.einsum("bi,oi->bo", x, self.fc.weight) + self.fc.bias)
+
+
+class FunctionalHead(GatedHead):
+    """Valid: F.linear with fc's parameters, the gate on the right."""
+
+    def forward(self, x):
+        return torch.add(x, F.linear(x, self.fc.weight, self.fc.bias) * self.gate)
+
+
+@pytest.mark.parametrize("cls", [EinsumHead, FunctionalHead])
+def test_gated_head_accepts_other_styles(cls):
+    assert "all 9 checks passed" in check_gated_head(cls)
+
+
+@pytest.mark.parametrize("cls, prop, hint", [
+    (AddsInputTwiceHead, "matches x + gate * fc(x) with the gate open", "added twice"),
+    (DetachedFcHead, "gradients reach fc, the gate and the input", "fc's output is detached"),
+    (DetachedInputHead, "gradient with respect to x is the true slope", "add x itself"),
+    (GateForSixHead, "has fc and a trainable gate", "its size follows dim"),
+])
+def test_gated_head_rejects_what_used_to_pass(cls, prop, hint):
+    _rejects(check_gated_head, cls, prop, hint)
+
+
+@pytest.mark.parametrize("cls, hint", [
+    (DataGateHead, "used through .data or .detach()"),
+    (ReluGateHead, "the gate goes through a ReLU"),
+    (SquaredGateHead, "the gate is squared"),
+])
+def test_gated_head_names_why_the_gate_does_not_learn(cls, hint):
+    """fc is not zero here: the hint must not blame a zero-initialised fc."""
+    _rejects(check_gated_head, cls, "learning starts", hint, avoid="fc's default")
 
 
 # --------------------------------------------------------------------------------------------
@@ -554,7 +722,7 @@ def test_check_permutation_is_not_an_involution():
 @pytest.mark.parametrize("fn", [permute_reference, permute_with_matrix, permute_library])
 def test_permutation_accepts(fn):
     report = check_permutation(fn)
-    assert "all 5 checks passed" in report
+    assert "all 6 checks passed" in report
 
 
 @pytest.mark.parametrize("fn, prop, hint", [
@@ -587,6 +755,27 @@ def test_permutation_crash_is_reported():
     error = _rejects(check_permutation, permute_without_no_grad, "runs without error",
                      "torch.no_grad()")
     assert "RuntimeError" in error.measured
+
+
+def permute_to_half(model, layer_index, perm):
+    permute_reference(model, layer_index, perm)
+    model.weight_layers()[layer_index].half()
+
+
+def test_permutation_compares_dtypes():
+    _rejects(check_permutation, permute_to_half, "parameters keep their shape and dtype",
+             "no .half()")
+
+
+def test_permutation_hidden_net():
+    assert "all 6 checks passed" in check_permutation(permute_reference, hidden=True)
+
+    def for_width_8(model, layer_index, perm):   # ignores perm: the public one, hard-coded
+        permute_reference(model, layer_index, torch.tensor(PERMUTATION))
+
+    assert "all 6 checks passed" in check_permutation(for_width_8)
+    _rejects(check_permutation, for_width_8, "runs without error", "torch.no_grad()",
+             hidden=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -692,3 +881,33 @@ def test_check_function_change_leaves_the_random_state_alone():
     state = torch.random.get_rng_state()
     check_function_change(change_reference)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def _as_string(model, permute_fn, layer_index, perm, x):
+    return str(change_reference(model, permute_fn, layer_index, perm, x))
+
+
+def _as_int_tensor(model, permute_fn, layer_index, perm, x):
+    return torch.tensor(change_reference(model, permute_fn, layer_index, perm, x)).int()
+
+
+def _as_numpy(model, permute_fn, layer_index, perm, x):
+    import numpy as np
+    return np.float64(change_reference(model, permute_fn, layer_index, perm, x))
+
+
+def _as_float64_tensor(model, permute_fn, layer_index, perm, x):
+    return torch.tensor(change_reference(model, permute_fn, layer_index, perm, x),
+                        dtype=torch.float64)
+
+
+@pytest.mark.parametrize("fn", [_as_numpy, _as_float64_tensor])
+def test_check_function_change_accepts_any_real_number(fn):
+    assert "all 5 checks passed" in check_function_change(fn)
+    assert "all 5 checks passed" in check_function_change(fn, hidden=True)
+
+
+@pytest.mark.parametrize("fn, hint", [(_as_string, "not a string"),
+                                      (_as_int_tensor, "return a number")])
+def test_check_function_change_wants_a_number(fn, hint):
+    _rejects(check_function_change, fn, "runs and returns a number", hint)

@@ -94,3 +94,24 @@ def test_seed_everything_repeats_every_generator():
     assert draw() == first
     seed_everything(6)
     assert draw() != first
+
+
+def _make_scale(env_scale):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "SKIPLAB_SCALE"}
+    if env_scale is not None:
+        env["SKIPLAB_SCALE"] = env_scale
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(["make", "-s", "--no-print-directory", "--eval",
+                          "_show_scale: ; @echo $$SKIPLAB_SCALE", "_show_scale"],
+                         cwd=root, env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_make_targets_run_quick_unless_asked():
+    """`make book` / `make test` on a CUDA machine must not pick the gpu scale on their own."""
+    assert _make_scale(None) == "quick"
+    assert _make_scale("gpu") == "gpu"

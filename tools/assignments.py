@@ -22,6 +22,11 @@ solution that stops passing fails the build.
 for each notebook, in its own process and a fresh kernel, with a time limit), and writes one
 row per submission: points per exercise, total, possible, the first failed check of each
 exercise that lost points, and why a notebook could not be graded, if it could not.
+Each grading kernel first runs :func:`skiplab.checks.integrity.install_grading_guard`
+(refuses to score when the submission replaced a checker or a torch function it relies on;
+a ``sys.exit()`` costs only the check it happens in), and the time limit kills every
+process the run started, those that called setsid() included. ``book/teachers.md`` states
+what this in-process grading can and cannot stop.
 """
 
 from __future__ import annotations
@@ -33,10 +38,10 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -144,10 +149,24 @@ def exercise_cells(nb: nbformat.NotebookNode, path: Path) -> list[nbformat.Noteb
             cell.metadata["tags"] = kept
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+            cell.source = hidden_checks(cell.source)
         cells.append(cell)
     if not any(c.cell_type == "raw" and c.source.startswith("# BEGIN QUESTION") for c in cells):
         raise ValueError(f"{path}: the exercise section has no '# BEGIN QUESTION' cell")
     return cells
+
+
+HIDDEN_TEST = re.compile(r"^\s*hidden:\s*true\s*$", re.M)
+CHECK_CALL = re.compile(r"\b(check_\w+)\((\w+)\)")
+
+
+def hidden_checks(source: str) -> str:
+    """In a hidden test cell, call each checker with ``hidden=True``: the same properties on
+    further sizes, which the public check (and so the student) never runs. A call that
+    passes arguments of its own is left as it is."""
+    if "BEGIN TEST CONFIG" not in source or not HIDDEN_TEST.search(source):
+        return source
+    return CHECK_CALL.sub(r"\1(\2, hidden=True)", source)
 
 
 def master_notebook(name: str, path: Path) -> nbformat.NotebookNode:
@@ -251,35 +270,139 @@ def points(dist: Path) -> dict[str, float]:
 
 
 def first_failure(output: str) -> str:
-    """The line of otter's output that says why a check failed."""
-    match = re.search(r"^\s*((?:CheckFailed|AssertionError|\w+Error)\b.*)$", output, re.M)
-    return match.group(1).strip() if match else "failed"
+    """The line of otter's output that says why a check failed (for a failed property, with
+    what was measured: 'SystemExit(3): the code called sys.exit()' names its own cause)."""
+    match = re.search(r"^\s*((?:CheckFailed|AssertionError|IntegrityError|"
+                      r"\w+(?:Error|Exit|Exception|Interrupt))\b.*)$", output, re.M)
+    if not match:
+        return "failed"
+    line = match.group(1).strip()
+    measured = re.search(r"^\s*measured: (.*)$", output[match.end():], re.M)
+    if line.startswith("CheckFailed") and measured:
+        line += f" (measured: {measured.group(1).strip()})"
+    return line
 
 
-def grade_one(path: Path, zip_path: Path, timeout: float) -> dict:
-    """Grade one notebook with ``otter run`` in its own process (a fresh kernel, no Docker).
+# ---------------------------------------------------------------------------------------------
+# Grading one notebook: a guarded kernel, a time limit on every process it starts
 
-    Returns {question: (score, possible)} under "scores", the failed checks under "failed"
-    and, when the notebook could not be graded at all, the reason under "error"."""
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "otter", "run", "-a", str(zip_path), "-o", tmp,
-                   str(path)]
-        # its own process group, so that a timeout also stops the kernel otter started
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True, start_new_session=True)
+GUARD_STARTUP = """\
+# Written by tools/assignments.py grade: runs in the grading kernel before the notebook.
+from skiplab.checks.integrity import install_grading_guard
+
+install_grading_guard()
+del install_grading_guard
+"""
+RUN_TOKEN = "SKIPLAB_GRADING_RUN"
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux), so that a process
+    that double-forks and calls setsid() to leave the grader's tree is re-parented here,
+    where :class:`ProcessTree` still finds it. False where the system has no such call."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0      # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+class ProcessTree:
+    """Every process one grading run starts: the otter process, its kernel (which runs in a
+    session of its own) and whatever the submission starts, including processes that call
+    setsid() to leave the process group. Followed by polling: the descendants of the root,
+    and the orphans re-parented to this grader (see :func:`become_subreaper`) that carry the
+    run's token in their environment. ``kill`` kills every process seen, if still alive."""
+
+    def __init__(self, root_pid: int, token: str):
+        import psutil
+
+        self.psutil = psutil
+        self.root_pid, self.token = root_pid, token
+        self.seen: dict[int, float] = {}
+        self.scan()
+
+    def _ours(self, process: object) -> bool:
         try:
-            output, _ = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            return {"scores": {}, "failed": [], "error": f"not graded: ran over {timeout:g} s"}
-        results = Path(tmp) / "results.json"
-        if process.returncode != 0 or not results.exists():
-            lines = [ln.strip() for ln in output.splitlines()
-                     if re.match(r"\s*[\w.]*(Error|Exception)\b", ln)]
-            reason = lines[-1] if lines else f"otter run exited with {process.returncode}"
-            return {"scores": {}, "failed": [], "error": f"not graded: {reason}"}
-        tests = json.loads(results.read_text(encoding="utf8"))["tests"]
+            return process.environ().get(RUN_TOKEN) == self.token   # type: ignore[attr-defined]
+        except self.psutil.Error:
+            return False
+
+    def scan(self) -> None:
+        psutil = self.psutil
+        found = []
+        try:
+            root = psutil.Process(self.root_pid)
+            found = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            pass
+        try:
+            found += [p for p in psutil.Process().children(recursive=True)
+                      if p.pid not in self.seen and self._ours(p)]
+        except psutil.Error:
+            pass
+        for process in found:
+            try:
+                self.seen.setdefault(process.pid, process.create_time())
+            except psutil.Error:
+                pass
+
+    def kill(self) -> int:
+        """Kill every process seen (and any new descendant); return how many were alive."""
+        psutil = self.psutil
+        self.scan()
+        alive = []
+        for pid, created in self.seen.items():
+            try:
+                process = psutil.Process(pid)
+                if process.create_time() == created:
+                    process.kill()
+                    alive.append(process)
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        return len(alive)
+
+
+def guarded_environment(tmp: Path, token: str) -> dict[str, str]:
+    """The environment of ``otter run``: IPython's startup folder holds the grading guard
+    (:func:`skiplab.checks.integrity.install_grading_guard`), which every kernel started
+    for the notebook runs before its first cell; the token marks the run's processes."""
+    startup = tmp / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-skiplab-grading-guard.py").write_text(GUARD_STARTUP, encoding="utf8")
+    return {**os.environ, "IPYTHONDIR": str(tmp / "ipython"), RUN_TOKEN: token}
+
+
+def read_results(path: Path, output: str, returncode: int, questions: list[str]) -> dict:
+    """Scores, failed checks and error of one graded notebook, from otter's results.json."""
+    from skiplab.checks.integrity import GUARD_REPORT_PREFIX
+
+    def error(reason: str) -> dict:
+        return {"scores": {}, "failed": [], "error": f"not graded: {reason}"}
+
+    if returncode != 0 or not path.exists():
+        lines = [ln.strip() for ln in output.splitlines()
+                 if re.match(r"\s*[\w.]*(Error|Exception)\b", ln)]
+        return error(lines[-1] if lines else f"otter run exited with {returncode}")
+    data = json.loads(path.read_text(encoding="utf8"))
+    tests = data.get("tests", [])
+    crashed = next((t for t in tests if t.get("name") == "Autograder Exception"), None)
+    if crashed is not None or any(t.get("name") == "Autograder Failed" for t in tests):
+        lines = [ln.strip() for ln in (crashed or {}).get("output", "").splitlines()
+                 if ln.strip()]
+        return error("otter could not collect the results"
+                     + (f" ({lines[-1]})" if lines else ""))
+    report = data.get("output") or ""
+    if GUARD_REPORT_PREFIX not in report:
+        return error("the grading guard did not report (was it disabled by the submission?)")
+    if "changed" in report:
+        return error("the submission changed the grading environment: "
+                     + report.split(":", 1)[1].replace("changed:", "").strip())
     scores, failed = {}, []
     for test in tests:
         if "score" not in test:          # otter's summary of the public checks
@@ -287,7 +410,49 @@ def grade_one(path: Path, zip_path: Path, timeout: float) -> dict:
         scores[test["name"]] = (test["score"], test["max_score"])
         if test["score"] < test["max_score"]:
             failed.append(f"{test['name']}: {first_failure(test.get('output', ''))}")
+    missing = [q for q in questions if q not in scores]
+    if missing:
+        return error(f"no result for {', '.join(missing)}")
     return {"scores": scores, "failed": failed, "error": ""}
+
+
+def grade_one(path: Path, zip_path: Path, timeout: float,
+              questions: list[str] | None = None) -> dict:
+    """Grade one notebook with ``otter run`` in its own process (a fresh kernel, no Docker),
+    the kernel guarded (see :func:`guarded_environment`), at most ``timeout`` seconds; then
+    every process the run started is killed, those that left its process group included.
+
+    Returns {question: (score, possible)} under "scores", the failed checks under "failed"
+    and, when the notebook could not be graded at all, the reason under "error"."""
+    import uuid
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        out = tmp / "out"
+        out.mkdir()
+        token = uuid.uuid4().hex
+        log = tmp / "otter.log"
+        command = [sys.executable, "-m", "otter", "run", "-a", str(zip_path), "-o", str(out),
+                   str(path)]
+        with open(log, "w", encoding="utf8") as sink:
+            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
+                                       env=guarded_environment(tmp, token),
+                                       start_new_session=True)
+            tree = ProcessTree(process.pid, token)
+            deadline = time.monotonic() + timeout
+            try:
+                while process.poll() is None and time.monotonic() < deadline:
+                    tree.scan()
+                    time.sleep(0.2)
+                timed_out = process.poll() is None
+            finally:
+                tree.kill()
+                process.wait()
+        if timed_out:
+            return {"scores": {}, "failed": [], "error": f"not graded: ran over {timeout:g} s"}
+        output = log.read_text(encoding="utf8", errors="replace")
+        return read_results(out / "results.json", output, process.returncode,
+                            questions or [])
 
 
 def grade(name: str, paths: list[Path], out: Path, csv_path: Path | None, *, jobs: int = 2,
@@ -295,9 +460,12 @@ def grade(name: str, paths: list[Path], out: Path, csv_path: Path | None, *, job
     """Grade each submission with the assignment's autograder; one row per submission.
 
     Columns: submission, points per exercise, total, possible, failed (the first failing
-    check of each exercise that lost points), error (why a notebook could not be graded:
-    not a notebook, or over ``timeout`` seconds). A notebook that could not be graded
-    scores 0 of the assignment's points. Rows are printed and written as they come."""
+    check of each exercise that lost points, with what it measured), error (why a notebook
+    could not be graded: not a notebook, over ``timeout`` seconds, the grading environment
+    changed by the submission, results otter could not collect). A notebook that could not
+    be graded scores 0 of the assignment's points. Rows are printed and written as they
+    come."""
+    become_subreaper()
     dist = out / name
     zip_path = autograder_zip(dist)
     names = questions(dist)
@@ -316,7 +484,7 @@ def grade(name: str, paths: list[Path], out: Path, csv_path: Path | None, *, job
         for writer in writers:
             writer.writeheader()
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            graded = pool.map(lambda p: (p, grade_one(p, zip_path, timeout)), found)
+            graded = pool.map(lambda p: (p, grade_one(p, zip_path, timeout, names)), found)
             for path, result in graded:
                 row = {"submission": str(path), "failed": "; ".join(result["failed"]),
                        "error": result["error"]}

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..landscape import random_direction
 from .core import PropertyChecker as _Checker
-from .core import seeded as _seeded
+from .core import guarded
 
 __all__ = ["check_filter_normalise"]
 
@@ -37,6 +37,7 @@ _NEAR = 1e-3     # relative tolerance of the diagnoses (which mistake does this 
 _P_RUNS = "runs without error"
 _P_LIST = "one tensor per parameter"
 _P_SHAPES = "shapes match the parameters"
+_P_DTYPES = "dtypes match the parameters"
 _P_INPUTS = "inputs unchanged"
 _P_ZERO = "1-D parameters get a zero direction"
 _P_NORMS = "each filter's norm equals the weights' filter norm"
@@ -136,7 +137,24 @@ def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # the checker
 
 
-def check_filter_normalise(fn: FilterNormalise) -> str:
+def _hidden_case() -> _Case:
+    """Other shapes, in float64: a 5x5 conv, a wide Linear, a Conv1d, biases."""
+    shapes = [("conv weight (7, 2, 5, 5)", (7, 2, 5, 5)), ("conv bias (7,)", (7,)),
+              ("Conv1d weight (3, 7, 2)", (3, 7, 2)), ("linear weight (2, 30)", (2, 30)),
+              ("linear bias (2,)", (2,))]
+    params = []
+    for label, shape in shapes:
+        n = shape[0]
+        scales = torch.logspace(-2, 1, n).tolist()
+        w = _scaled(shape, scales) if len(shape) > 1 else torch.randn(shape)
+        d = _scaled(shape, (0.5 + torch.rand(n)).tolist()) if len(shape) > 1 else torch.randn(
+            shape)
+        params.append((label, d.double(), w.double()))
+    return "other parameters, in float64", params
+
+
+@guarded("filter normalisation")
+def check_filter_normalise(fn: FilterNormalise, *, hidden: bool = False) -> str:
     """Check a student's filter normalisation of a loss-landscape direction.
 
     The exercise: write ``fn(direction, weights)``. ``direction`` and ``weights`` are lists
@@ -156,8 +174,9 @@ def check_filter_normalise(fn: FilterNormalise) -> str:
 
     Properties, in order, on two cases (hand-made parameters of seven kinds, conv, Conv1d,
     1x1 conv, Linear, BatchNorm and biases, whose filters differ in scale by up to 300
-    times; the parameters of a tiny conv net with a Gaussian direction): it runs; it returns
-    one tensor per parameter; the shapes match; the inputs are unchanged (neither the
+    times; the parameters of a tiny conv net with a Gaussian direction; ``hidden=True``
+    adds other shapes in float64): it runs; it returns one tensor per parameter; the shapes
+    and the dtypes match; the inputs are unchanged (neither the
     tensors nor the lists: diagnoses in-place ops and assigning into the caller's list);
     1-D parameters get a zero direction (diagnoses raw, normalised or weight-valued biases);
     each filter's norm equals the weights' filter norm (rtol 1e-4; diagnoses layer
@@ -168,10 +187,9 @@ def check_filter_normalise(fn: FilterNormalise) -> str:
     its own, a flipped sign). The last two properties together determine the answer.
     """
     c = _Checker("filter normalisation")
-    with _seeded(0):
-        cases = [_hand_made_case(), _model_case()]
-        for name, params in cases:
-            _check_case(c, fn, name, params)
+    cases = [_hand_made_case(), _model_case()] + ([_hidden_case()] if hidden else [])
+    for name, params in cases:
+        _check_case(c, fn, name, params)
     return c.report()
 
 
@@ -198,6 +216,10 @@ def _check_case(c: _Checker, fn: FilterNormalise, name: str,
         c.require(tuple(o.shape) == tuple(d.shape), _P_SHAPES,
                   f"the output for the {label} has shape {tuple(d.shape)}",
                   f"shape {tuple(o.shape)}", _shape_hint(o, d))
+    for label, o, d in zip(labels, outs, d_before):
+        c.require(o.dtype == d.dtype, _P_DTYPES, f"the output for the {label} is {d.dtype}, "
+                  "like the direction", f"{o.dtype}", "keep the direction's dtype: no .float(), "
+                  ".double(), .half() on the way (the weights' norms are of the same dtype)")
 
     _check_inputs(c, out, d_list, w_list, direction, weights, d_before, w_before, labels)
 

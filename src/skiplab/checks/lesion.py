@@ -27,7 +27,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..blocks.residual import BasicBlock
 from ..models.cifar import CifarNet, CifarNetConfig
 from ..probes.lesion import delete_block
-from .core import Checker
+from .core import Checker, guarded, say
 from .core import PropertyChecker as _Checker
 from .core import max_diff as _max_diff
 from .core import seeded as _seeded
@@ -39,17 +39,20 @@ DeleteFn = Callable[[CifarNet, int], nn.Module]
 
 _BATCH, _CLASSES = 4, 6
 
-
-
+# (shortcut option, depth, seed, blocks to delete): depth 14 has 2 blocks a stage, depth 20
+# has 3 (so that an index mapping written for two blocks a stage fails), depth 26 has 4.
+_CASES = (("A", 14, 1, (0, 3, 5, 2, 4)), ("B", 14, 2, (1, 2, 5)), ("A", 20, 4, (4, 7)))
+_HIDDEN_CASES = (("B", 26, 5, (5, 8, 11)), ("A", 20, 6, (3, 8)))
 
 
 # --------------------------------------------------------------------------------------------
 # The test nets
 
 
-def lesion_test_model(shortcut: str = "A", seed: int = 0) -> CifarNet:
-    """A tiny residual CifarNet "as if trained": 2 blocks per stage (6 blocks), widths
-    (4, 8, 16), 2 input channels, 6 classes, in eval mode.
+def lesion_test_model(shortcut: str = "A", seed: int = 0, *, depth: int = 14) -> CifarNet:
+    """A tiny residual CifarNet "as if trained": 2 blocks per stage (6 blocks; ``depth`` 20
+    gives 3 per stage, 26 gives 4), widths (4, 8, 16), 2 input channels, 6 classes, in
+    eval mode.
 
     Option ``"A"`` is 1-D, input (B, 2, 16); option ``"B"`` (projection shortcuts) is 2-D,
     input (B, 2, 8, 8). Every BatchNorm gets random weights, biases and running statistics,
@@ -58,7 +61,7 @@ def lesion_test_model(shortcut: str = "A", seed: int = 0) -> CifarNet:
     length and double the channels.
     """
     dims = 1 if shortcut == "A" else 2
-    config = CifarNetConfig(depth=14, residual=True, dims=dims, in_channels=2,
+    config = CifarNetConfig(depth=depth, residual=True, dims=dims, in_channels=2,
                             n_classes=_CLASSES, widths=(4, 8, 16), shortcut=shortcut)
     with _seeded(seed):
         model = CifarNet(config)
@@ -130,7 +133,8 @@ def _output(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # The check
 
 
-def check_delete_block(fn: DeleteFn) -> str:
+@guarded("delete a block")
+def check_delete_block(fn: DeleteFn, *, hidden: bool = False) -> str:
     """Check a student's lesion: delete one block of a trained residual net, keep its skip.
 
     The exercise: write ``fn(model, index)`` that takes a trained residual
@@ -154,7 +158,9 @@ def check_delete_block(fn: DeleteFn) -> str:
     Properties, on two tiny nets of 6 blocks (1-D with option-A shortcuts, 2-D with option-B
     projections; random BatchNorm statistics; eval mode), deleting blocks 0 (first), 3
     (middle), 5 (last), 2 and 4 (a stage's first, down-sampling block) of the first and
-    blocks 1, 2 and 5 of the second: it runs and returns an ``nn.Module``; the original
+    blocks 1, 2 and 5 of the second, and on a net of 3 blocks a stage (blocks 4 and 7, so
+    that an index mapping written for two blocks a stage fails); ``hidden=True`` adds nets
+    of 4 and 3 blocks a stage: it runs and returns an ``nn.Module``; the original
     model is unchanged (structure, parameters, buffers and function); the copy deletes an
     identity-shortcut block, an option-A down-sampling block and an option-B down-sampling
     block like the reference (diagnoses a deletion done in place, returning the intact net,
@@ -165,16 +171,14 @@ def check_delete_block(fn: DeleteFn) -> str:
     lists one block fewer.
     """
     c = _Checker("delete a block")
-    cases = [("A", [0, 3, 5, 2, 4]), ("B", [1, 2, 5])]
     done: list[tuple[CifarNet, CifarNet, nn.Module]] = []
-    with _seeded(0):
-        for option, indices in cases:
-            net = lesion_test_model(option, seed=1 if option == "A" else 2)
-            x = _test_input(net, seed=3)
-            for index in indices:
-                done.append((net, *_check_one(c, fn, net, x, index)))
-        for net, model, returned in done:  # structure last: functions diagnose better
-            _check_structure(c, net, model, returned)
+    for option, depth, seed, indices in _CASES + (_HIDDEN_CASES if hidden else ()):
+        net = lesion_test_model(option, seed=seed, depth=depth)
+        x = _test_input(net, seed=3)
+        for index in indices:
+            done.append((net, *_check_one(c, fn, net, x, index)))
+    for net, model, returned in done:  # structure last: functions diagnose better
+        _check_structure(c, net, model, returned)
     return c.report()
 
 
@@ -205,6 +209,12 @@ def _check_one(c: Checker, fn: DeleteFn, net: CifarNet, x: torch.Tensor,
         c.fail(prop, "an nn.Module (the lesioned copy of the CifarNet)",
                f"a {type(returned).__name__}",
                "return the copy at the end of the function (return lesioned)")
+    recast = sorted({str(t.dtype) for t in list(returned.parameters()) + list(returned.buffers())
+                     if t.is_floating_point() and t.dtype != torch.float32})
+    if recast:
+        c.fail(prop, "a copy whose parameters keep the original's dtype (float32)",
+               f"the copy holds {', '.join(recast)} tensors",
+               "keep the copy's dtype: no .double(), .half() or .to(...) on it")
     c.ok(prop)
 
     prop = "original model unchanged"
@@ -338,14 +348,19 @@ def _check_function(c: Checker, net: CifarNet, returned: nn.Module, x: torch.Ten
                 "(max difference 1e-5)")
     try:
         got = _output(returned, x)
-    except Exception as error:  # noqa: BLE001 - a crash of the student's copy is reported
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # noqa: BLE001 - a crash of the student's copy is reported
         c.fail(prop, expected, f"the copy crashes on x of shape {tuple(x.shape)}: "
-               f"{_say(error)}", _crash_hint(net, returned, site))
+               f"{say(error)}", _crash_hint(net, returned, site))
     if not torch.is_tensor(got) or tuple(got.shape) != (x.shape[0], _CLASSES):
         shape = tuple(got.shape) if torch.is_tensor(got) else type(got).__name__
         c.fail(prop, expected, f"the copy returns {shape}, not ({x.shape[0]}, {_CLASSES})",
                "return the whole CifarNet (stem, stages, pooling, classifier) with only "
                "block index changed")
+    if got.dtype != want.dtype:
+        c.fail(prop, expected, f"the copy returns {got.dtype} logits, not {want.dtype}",
+               "keep the copy's parameters in their dtype: no .half() or .double()")
     tol = 1e-5 * max(1.0, want.abs().max().item())
     diff = _max_diff(got, want)
     if diff > tol:
@@ -353,11 +368,6 @@ def _check_function(c: Checker, net: CifarNet, returned: nn.Module, x: torch.Ten
         c.fail(prop, expected, f"max |copy(x) - delete_block(model, {index})(x)| = "
                f"{diff:.3g}" + (f"; {match}" if match else ""), hint)
     c.ok(prop)
-
-
-def _say(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0][:180] if lines else ''}"
 
 
 def _crash_hint(net: CifarNet, returned: nn.Module, site: _Site) -> str:
