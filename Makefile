@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 # plotly >= 6 emits only its own mimetype, which the book's renderer drops: ask for HTML with
 # plotly.js inlined (offline). Colab leaves this unset and keeps its own renderer.
 export PLOTLY_RENDERER := notebook
+# The book is built and tested at the CPU scale unless you ask for another, also on a machine
+# with CUDA (where a notebook opened by hand defaults to `gpu`): SKIPLAB_SCALE=gpu make book.
+export SKIPLAB_SCALE ?= quick
 # Offline JavaScript for the rendered pages (MathJax, require.js, the widget manager):
 # npm tarballs at pinned versions, unpacked into _vendor/ (ignored by git).
 MATHJAX := mathjax@3.2.2
@@ -20,6 +23,26 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# pip warns once per package about the machine's empty local index folders: hide those lines
 	$(BIN)/python -m pip install --quiet -r requirements.txt 2>&1 | grep -v "^WARNING: Location 'file:" ; test $${PIPESTATUS[0]} -eq 0
+	@touch $@
+
+# A second environment with the versions Colab ships (requirements-colab.txt), for the Colab
+# pass of `make test`. Python 3.13 as in Colab when there is one (COLAB_PYTHON, else pyenv's),
+# else $(PYTHON). skiplab goes in last with a plain `pip install -e .`, as in Colab's setup cell;
+# check_pins.py fails when that moved a pin, and prints the versions.
+COLAB_VENV := .venv-colab
+COLAB_BIN := $(COLAB_VENV)/bin
+COLAB_PYTHON ?= python3.13
+.PHONY: venv-colab
+venv-colab: $(COLAB_VENV)/.installed
+
+$(COLAB_VENV)/.installed: requirements-colab.txt pyproject.toml
+	@test -x $(COLAB_BIN)/python || { py=$(PYTHON); \
+		for p in $(COLAB_PYTHON) $$HOME/.pyenv/versions/3.13*/bin/python3.13; do \
+			if $$p -c '' 2>/dev/null; then py=$$p; break; fi; done; \
+		$$py -m venv $(COLAB_VENV); }
+	$(COLAB_BIN)/python -m pip install --quiet -r requirements-colab.txt 2>&1 | grep -v "^WARNING: Location 'file:" ; test $${PIPESTATUS[0]} -eq 0
+	$(COLAB_BIN)/python -m pip install --quiet -e . 2>&1 | grep -v "^WARNING: Location 'file:" ; test $${PIPESTATUS[0]} -eq 0
+	$(COLAB_BIN)/python tools/check_pins.py requirements-colab.txt
 	@touch $@
 
 vendor: _vendor/.stamp
@@ -52,15 +75,26 @@ book: venv vendor
 # nbval and the book build each execute every notebook. They run side by side, each with one
 # torch thread (on 2 cores, 2 threads are only ~1.2x faster than 1, and two processes with 2
 # threads each fight over the cores), so the two passes take about the time of one.
+# The nbval pass is the Colab pass: Colab's versions (.venv-colab), a second seed (COLAB_SEED;
+# the book stays at 0) and Colab's plotly renderer, and tools/colab_outputs.py fails a notebook
+# whose figures or widgets come out in a form Colab does not draw. It starts first, in the
+# background: .venv-colab installs (when missing or stale) on the core the one-thread unit tests
+# leave free, then nbval runs beside the book build. Failed unit tests stop it.
+COLAB_SEED ?= 1
+COLAB_PASS = SKIPLAB_SEED=$(COLAB_SEED) OMP_NUM_THREADS=1 PLOTLY_RENDERER=colab \
+	PYDEVD_DISABLE_FILE_VALIDATION=1 $(COLAB_BIN)/python -m pytest --nbval-lax \
+	--nbval-current-env -p tools.colab_outputs -p no:cacheprovider -q book
 test: venv vendor
-	$(BIN)/python -m pytest tests -m "not browser" -q --ignore=tests/test_assignments.py
 	@mkdir -p _build
-	@OMP_NUM_THREADS=1 $(BIN)/python -m pytest --nbval-lax book -q -p no:cacheprovider \
-		> _build/nbval.log 2>&1 & nbval=$$!; \
+	@{ $(MAKE) --no-print-directory venv-colab && exec env $(COLAB_PASS); } \
+		> _build/nbval.log 2>&1 & colab=$$!; \
+	$(BIN)/python -m pytest tests -m "not browser" -q --ignore=tests/test_assignments.py \
+		|| { kill $$colab 2>/dev/null; exit 1; }; \
 	OMP_NUM_THREADS=1 $(MAKE) book; book=$$?; \
-	wait $$nbval; nbval_status=$$?; \
-	echo "--- nbval (every notebook, fresh kernel) ---"; cat _build/nbval.log; \
-	test $$book -eq 0 && test $$nbval_status -eq 0
+	wait $$colab; colab_status=$$?; \
+	echo "--- nbval, Colab pass (.venv-colab, seed $(COLAB_SEED), every notebook, fresh kernel) ---"; \
+	cat _build/nbval.log; \
+	test $$book -eq 0 && test $$colab_status -eq 0
 	@# The browser tests mostly wait for pages to draw; the assignment tests (make assignments,
 	@# student notebooks run and graded with otter, about 3 min) run beside them.
 	@$(BIN)/python -m pytest tests/test_assignments.py -q -p no:cacheprovider \
