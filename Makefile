@@ -70,6 +70,15 @@ book: venv vendor
 		rm -rf _build/.jupyter_cache _build/.doctrees; echo "$$hash" > _build/.skiplab-source; fi
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
+# The browser tests' Chromium (and npm, for `make vendor`): tools/ensure_browser.py finds them, or
+# installs Debian's packages (as root or with password-less sudo), or tries Playwright's browser
+# download, or stops with a message saying how to get one, before any notebook runs. The tests
+# find the same browser (SKIPLAB_CHROMIUM, else /usr/bin/chromium, else PATH, else Playwright's).
+.PHONY: browser
+browser: venv
+	@$(PYTHON) tools/ensure_browser.py ensure --python $(BIN)/python \
+		$$([ _vendor/.stamp -nt Makefile ] || echo --npm)
+
 # Unit tests, every notebook through nbval, the book, its pages in headless Chromium, and the
 # assignments (built, run unfinished as a student would, graded).
 # nbval and the book build each execute every notebook. They run side by side, each with one
@@ -84,7 +93,7 @@ COLAB_SEED ?= 1
 COLAB_PASS = SKIPLAB_SEED=$(COLAB_SEED) OMP_NUM_THREADS=1 PLOTLY_RENDERER=colab \
 	PYDEVD_DISABLE_FILE_VALIDATION=1 $(COLAB_BIN)/python -m pytest --nbval-lax \
 	--nbval-current-env -p tools.colab_outputs -p no:cacheprovider -q book
-test: venv vendor
+test: browser venv vendor
 	@mkdir -p _build
 	@{ $(MAKE) --no-print-directory venv-colab && exec env $(COLAB_PASS); } \
 		> _build/nbval.log 2>&1 & colab=$$!; \
@@ -112,15 +121,25 @@ assignments: venv
 	$(BIN)/python tools/assignments.py build --out $(ASSIGNMENTS)
 
 # Grade a folder of submitted notebooks into a CSV, hidden checks included, without Docker:
-#   make grade ASSIGNMENT=resnet SUBMISSIONS=path/to/folder [SCORES=scores.csv]
+#   make grade ASSIGNMENT=resnet SUBMISSIONS=path/to/folder [SCORES=scores.csv] [SANDBOX=1]
 # Each notebook runs in a fresh kernel, at most GRADE_TIMEOUT seconds (then it scores 0).
+# SANDBOX=1 runs each one inside bubblewrap (Debian: apt-get install bubblewrap): no network,
+# the file system read-only but for a scratch folder; it stops with the reason where
+# bubblewrap cannot work (book/teachers.md has the container route).
 SCORES ?= $(ASSIGNMENTS)/$(ASSIGNMENT)/scores.csv
 GRADE_TIMEOUT ?= 600
+SANDBOX ?=
 grade: venv
 	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { \
-		echo "usage: make grade ASSIGNMENT=<name, e.g. resnet> SUBMISSIONS=<folder or notebook> [SCORES=file.csv]"; exit 2; }
+		echo "usage: make grade ASSIGNMENT=<name, e.g. resnet> SUBMISSIONS=<folder or notebook> [SCORES=file.csv] [SANDBOX=1]"; exit 2; }
 	$(BIN)/python tools/assignments.py grade $(ASSIGNMENT) $(SUBMISSIONS) --out $(ASSIGNMENTS) \
-		--csv $(SCORES) --timeout $(GRADE_TIMEOUT)
+		--csv $(SCORES) --timeout $(GRADE_TIMEOUT) $(if $(filter-out 0 no false,$(SANDBOX)),--sandbox)
+
+# The rendered book as one PDF, _build/pdf/book.pdf: every _toc.yml page printed by the browser
+# the tests use (tools/book_pdf.py; plotly figures print as drawn), joined with pypdf.
+.PHONY: pdf
+pdf: browser book
+	$(BIN)/python tools/book_pdf.py --html _build/html --out _build/pdf/book.pdf
 
 clean:
 	rm -rf _build _vendor .vendor-tmp

@@ -26,6 +26,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import assignments  # noqa: E402
+import setup_cell  # noqa: E402
 
 EXPECTED = {"gradient_flow": ["gradient_probe"], "degradation": ["delete_block"],
             "symmetry": ["permutation", "function_change"], "landscape": ["filter_normalise"],
@@ -68,7 +69,8 @@ def test_every_chapter_with_exercises_has_an_assignment(built):
         student = nbformat.read(dist / "student" / f"{name}.ipynb", as_version=4)
         code = [c.source for c in student.cells if c.cell_type == "code"]
         text = "\n".join(c.source for c in student.cells)
-        assert "%pip install" in code[0] and "otter-grader==" in code[0]
+        assert '_pip_install("--no-deps"' in code[0] and '"otter-grader==7.0.0"' in code[0]
+        assert f"@{setup_cell.release_tag()}\")" in code[0], "install the book's release tag"
         assert "PUBLIC_CHECKS = {\n" in code[0]
         assert "BEGIN SOLUTION" not in text and "# BEGIN" not in text
         assert not any("book-only" in tags(c) or "remove-cell" in tags(c) for c in student.cells)
@@ -370,3 +372,220 @@ def test_tampering_with_the_checks_is_reported(built, tmp_path):
         assert rows[name]["error"].startswith("not graded: the submission changed the grading "
                                               "environment: "), rows[name]
         assert replaced in rows[name]["error"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradescope: what the autograder zip installs
+
+
+def test_the_autograder_zip_carries_what_gradescope_installs(built, tmp_path):
+    """Unzipped as Gradescope does: otter's run_autograder and setup.sh, the checks (hidden
+    ones included) and otter_config.json, and the environment setup.sh creates. otter 7.0.0
+    writes no requirements.txt into the zip: it adds the assignment's requirements to the pip
+    list of environment.yml, which setup.sh installs (mamba env create); there they must be
+    torch's CPU build at the book's version and skiplab at the book's release tag, and git
+    (for the git+ requirement) among the conda packages."""
+    import zipfile
+
+    import yaml
+    from packaging.requirements import Requirement
+
+    url = setup_cell.repository()
+    skiplab = f"skiplab @ git+{url}@{setup_cell.release_tag()}"
+    torch = f"torch=={assignments.book_torch()}"
+    for name, questions in EXPECTED.items():
+        folder = tmp_path / name
+        with zipfile.ZipFile(assignments.autograder_zip(built / name)) as zf:
+            zf.extractall(folder)
+        files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        assert {"run_autograder", "run_otter.py", "setup.sh", "environment.yml",
+                "otter_config.json"} <= files, files
+        assert {f"tests/{q}.py" for q in questions} <= files, files
+        for question in questions:
+            assert "hidden=True" in (folder / "tests" / f"{question}.py").read_text()
+        setup = (folder / "setup.sh").read_text()
+        assert "mamba env create -f /autograder/source/environment.yml" in setup
+        assert "python /autograder/source/run_otter.py" in (folder / "run_autograder").read_text()
+        json_config = (folder / "otter_config.json").read_text()
+        assert '"token"' not in json_config
+        environment = yaml.safe_load((folder / "environment.yml").read_text())
+        conda = [d for d in environment["dependencies"] if isinstance(d, str)]
+        pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+        assert "git" in conda and "pip" in conda and any(d.startswith("python=") for d in conda)
+        assert f"--extra-index-url {assignments.TORCH_CPU_INDEX}" in pip
+        assert assignments.TORCH_CPU_INDEX == "https://download.pytorch.org/whl/cpu"
+        assert torch in pip and skiplab in pip, pip
+        assert "otter-grader[grading,plugins]==7.0.0" in pip
+        for line in pip:                   # each line is what pip reads from a requirements file
+            if not line.startswith("--"):
+                Requirement(line)
+        beside = (built / name / "autograder" / "requirements.txt").read_text()
+        assert beside == assignments.grading_requirements()
+
+
+# ---------------------------------------------------------------------------------------------
+# The student notebook's first cell in a running kernel (Colab)
+
+SETUP_PROBE = """\
+import importlib.util, json, os, pathlib, subprocess, sys
+site = pathlib.Path(sys.argv[1])
+(site / "fakepkg").mkdir()
+(site / "fakepkg" / "__init__.py").write_text("")
+def dist_info(version):
+    info = site / f"fakepkg-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\\nName: fakepkg\\nVersion: {version}\\n")
+    (info / "top_level.txt").write_text("fakepkg\\n")
+    return info
+old = dist_info("1.0")
+sys.path.insert(0, str(site))
+import fakepkg                        # a package the kernel has already imported
+state = {"installed": False, "calls": []}
+find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a: (
+    None if name == "otter" and not state["installed"] else find_spec(name, *a))
+def fake_pip(args, **kwargs):           # pip: installs otter and, if asked to, upgrades fakepkg
+    state["calls"].append(args[3:])
+    state["installed"] = True
+    if sys.argv[2] == "upgrade":
+        import shutil
+        shutil.rmtree(old)
+        dist_info("2.0")
+    return subprocess.CompletedProcess(args, 0, "", "")
+subprocess.run = fake_pip
+try:
+    exec(sys.stdin.read(), {})
+    error = ""
+except RuntimeError as e:
+    error = str(e)
+print(json.dumps({"calls": state["calls"], "error": error}))
+"""
+
+
+@pytest.mark.parametrize("pip_upgrades", [False, True])
+def test_the_setup_cell_installs_otter_without_changing_the_kernels_packages(
+        tmp_path, pip_upgrades):
+    """Where otter is missing (Colab), the first cell installs otter-grader with --no-deps and,
+    of what grader.check needs, only what is missing (otter's own requirements would replace
+    Colab's ipywidgets 7.7.1 with 8.1.9 under the running kernel). If pip still changed a
+    package the kernel had imported, the cell stops and asks for a restart. (Measured for
+    real in a copy of the Colab venv: see book/teachers.md.)"""
+    import json
+
+    nb = assignments.master_notebook("resnet", assignments.chapters()["resnet"])
+    setup = nb.cells[2].source.split("PUBLIC_CHECKS =")[0]
+    site = tmp_path / "site"
+    site.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", SETUP_PROBE, str(site), "upgrade" if pip_upgrades else "add"],
+        input=setup, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    (call,) = report["calls"]                       # skiplab imports: only otter is installed
+    assert call[:3] == ["install", "--quiet", "--no-deps"] and "otter-grader==7.0.0" in call
+    assert not any(arg.startswith(("ipywidgets", "dill", "pandas")) for arg in call), call
+    if pip_upgrades:
+        assert "fakepkg 1.0 -> 2.0" in report["error"] and "Restart" in report["error"]
+    else:
+        assert report["error"] == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# SANDBOX=1: grading inside bubblewrap
+
+
+def bubblewrap_missing() -> str:
+    try:
+        assignments.sandbox_available()
+    except SystemExit as e:
+        return str(e)
+    return ""
+
+
+def test_sandbox_stops_with_the_reason_when_bubblewrap_cannot_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(assignments.shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit, match="bubblewrap .bwrap. is not installed.*container"):
+        assignments.sandbox_available()
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(assignments.shutil, "which", lambda name: str(fake))
+    with pytest.raises(SystemExit, match="cannot create its sandbox here .bwrap: No "
+                                         "permissions to create new namespace.*container"):
+        assignments.sandbox_available()
+
+
+def test_the_sandbox_is_read_only_and_offline(tmp_path):
+    scratch = tmp_path / "scratch"
+    args = assignments.sandboxed(["python", "-V"], scratch, scratch / "input",
+                                 [tmp_path / "submissions"])
+    joined = " ".join(args)
+    for flag in ("--unshare-net", "--unshare-pid", "--die-with-parent", "--ro-bind / /",
+                 "--tmpfs /tmp", f"--bind {scratch} {scratch}",
+                 f"--ro-bind {scratch / 'input'} {scratch / 'input'}"):
+        assert flag in joined, flag
+    assert args[-3:] == ["--", "python", "-V"]
+    # the writable scratch folder comes after the mounts that hide /tmp and $HOME
+    assert joined.index("--tmpfs /tmp") < joined.index(f"--bind {scratch}")
+
+
+ESCAPES = {
+    "writes": "pathlib.Path({target!r}).write_text('escaped')",
+    "connects": "socket.create_connection(('127.0.0.1', {port}), timeout=5).sendall(b'escaped')",
+}
+
+
+@pytest.mark.skipif(bool(bubblewrap_missing()), reason=bubblewrap_missing() or "-")
+def test_sandboxed_grading_refuses_writes_and_the_network_but_grades(built, tmp_path):
+    """Under SANDBOX=1 (passed through by the Makefile), a submission that writes into the
+    checkout, or connects to a server on the grading machine, is refused, and still gets its
+    row: the cell restores the answer only when the attempt failed, so full marks prove the
+    refusal (without the sandbox both attempts succeed and score 0, checked by hand)."""
+    import socket
+    import threading
+
+    (tmp_path / "built").symlink_to(built)
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    probe = ROOT / "_build" / f"sandbox-probe-{os.getpid()}"
+    probe.mkdir(parents=True, exist_ok=True)
+    target = probe / "escaped.txt"
+    server = socket.create_server(("0.0.0.0", 0))
+    server.settimeout(1)
+    port, received = server.getsockname()[1], []
+
+    def serve():
+        while server.fileno() != -1:
+            try:
+                received.append(server.accept()[0].recv(100))
+            except OSError:
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        for name, escape in ESCAPES.items():
+            nb = nbformat.read(solved_copy(built, "resnet", tmp_path / "solved.ipynb"),
+                               as_version=4)
+            answer = next(i for i, c in enumerate(nb.cells) if "otter_answer_cell" in tags(c))
+            nb.cells.insert(answer + 1, nbformat.v4.new_code_cell(
+                "import pathlib, socket\n"
+                "_answer, BasicBlock = BasicBlock, None   # back only if the attempt fails\n"
+                f"try:\n    {escape.format(target=str(target), port=port)}\n"
+                "except OSError as error:\n    print('refused:', error)\n"
+                "    BasicBlock = _answer"))
+            nbformat.write(nb, folder / f"{name}.ipynb")
+        result = subprocess.run(
+            ["make", "-s", "grade", "ASSIGNMENT=resnet", f"SUBMISSIONS={folder}",
+             f"ASSIGNMENTS={tmp_path / 'built'}", f"SCORES={tmp_path / 'scores.csv'}",
+             "SANDBOX=1"], cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        with open(tmp_path / "scores.csv", newline="") as f:
+            rows = {Path(row["submission"]).stem: row for row in csv.DictReader(f)}
+        assert set(rows) == set(ESCAPES)
+        for row in rows.values():
+            assert float(row["total"]) == 2 and not row["error"] and not row["failed"], row
+        assert not target.exists() and not received
+    finally:
+        server.close()
+        shutil.rmtree(probe, ignore_errors=True)

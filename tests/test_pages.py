@@ -1,4 +1,4 @@
-"""The rendered book, loaded in real headless Chromium (Debian's /usr/bin/chromium).
+"""The rendered book, loaded in real headless Chromium (found by tools/ensure_browser.py).
 
 Run after `make book`: every page must load with no JavaScript error and no request that
 leaves the machine; every plotly figure must be drawn; math must be typeset; widgets must
@@ -10,9 +10,9 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -24,7 +24,11 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
-CHROMIUM = os.environ.get("SKIPLAB_CHROMIUM", "/usr/bin/chromium")
+sys.path.insert(0, str(ROOT / "tools"))
+from ensure_browser import find_chromium  # noqa: E402
+
+# $SKIPLAB_CHROMIUM, else Debian's /usr/bin/chromium, else one on PATH, else Playwright's download
+CHROMIUM = find_chromium()
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -65,14 +69,15 @@ def server():
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
+    if CHROMIUM is None:
+        pytest.fail("no Chromium found: `make browser` installs one or says how to get one "
+                    "(SKIPLAB_CHROMIUM=/path/to/chrome names one)")
     from playwright.sync_api import sync_playwright
 
     profile = tempfile.mkdtemp(prefix="skiplab-chromium-")
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=ARGS,
+            profile, executable_path=str(CHROMIUM), headless=True, args=ARGS,
             viewport={"width": 1280, "height": 1600})
         yield context
         context.close()
@@ -345,4 +350,22 @@ def test_chapter_ends_with_exercises_whose_solutions_open_on_click(server, brows
         assert sum("checks passed" in r for r in reports) == solutions.count(), reports
         assert not errors, errors
     finally:
+        page.close()
+
+
+def test_pages_are_light_only_with_no_mode_button_and_name_their_licences(server, browser):
+    """The book is light-only (README, "Dark mode"): no colour-mode button, and light even where
+    the browser kept "dark" from another site; every page's footer names both licences."""
+    page, errors, _, _ = load(browser, f"{server}/book/intro.html")
+    try:
+        page.evaluate("() => localStorage.setItem('mode', 'dark')")
+        page.reload(wait_until="load")
+        assert page.evaluate("() => document.documentElement.dataset.theme") == "light"
+        assert page.locator(".theme-switch-button").count() == 0
+        footer = page.locator(".extra_footer")
+        assert "MIT" in footer.inner_text() and "CC BY 4.0" in footer.inner_text()
+        assert footer.locator("a[href='https://creativecommons.org/licenses/by/4.0/']").count()
+        assert not errors, errors
+    finally:
+        page.evaluate("() => localStorage.removeItem('mode')")
         page.close()

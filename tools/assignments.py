@@ -9,14 +9,16 @@ section's book introduction, the check printed under each solution) stay out of 
 assignment, where otter's ``grader.check`` cell takes the check's place.
 
     python tools/assignments.py build [--out _build/assignments] [NAME ...]
-    python tools/assignments.py grade NAME SUBMISSION_OR_FOLDER ... [--csv scores.csv]
+    python tools/assignments.py grade NAME SUBMISSION_OR_FOLDER ... [--csv scores.csv] [--sandbox]
 
 ``build`` writes, for each chapter with exercises, ``OUT/NAME/student/NAME.ipynb`` (solutions
-replaced by ``...``, public checks only; its first cell installs skiplab and otter-grader
-where they are missing, e.g. in Colab, and writes the public checks next to the notebook)
-and ``OUT/NAME/autograder/`` (the solved notebook and ``NAME-autograder_*.zip`` with the
-hidden checks). otter assign runs every check on the solutions while it builds, so a
-solution that stops passing fails the build.
+replaced by ``...``, public checks only; its first cell installs skiplab at the book's release
+tag and otter-grader where they are missing, e.g. in Colab, without changing a package the
+kernel has, and writes the public checks next to the notebook) and ``OUT/NAME/autograder/``
+(the solved notebook and ``NAME-autograder_*.zip`` with the hidden checks, a Gradescope
+autograder whose environment installs torch's CPU build and skiplab at the release tag).
+otter assign runs every check on the solutions while it builds, so a solution that stops
+passing fails the build.
 
 ``grade`` grades submitted notebooks with the autograder zip, without Docker (``otter run``
 for each notebook, in its own process and a fresh kernel, with a time limit), and writes one
@@ -25,8 +27,9 @@ exercise that lost points, and why a notebook could not be graded, if it could n
 Each grading kernel first runs :func:`skiplab.checks.integrity.install_grading_guard`
 (refuses to score when the submission replaced a checker or a torch function it relies on;
 a ``sys.exit()`` costs only the check it happens in), and the time limit kills every
-process the run started, those that called setsid() included. ``book/teachers.md`` states
-what this in-process grading can and cannot stop.
+process the run started, those that called setsid() included. With ``--sandbox`` each run
+is inside bubblewrap: no network, the file system read-only but for a scratch folder.
+``book/teachers.md`` states what this grading can and cannot stop.
 """
 
 from __future__ import annotations
@@ -49,15 +52,30 @@ import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from setup_cell import release_tag  # noqa: E402  (the tag the book's notebooks install)
+
 BOOK = ROOT / "book"
 DEFAULT_OUT = ROOT / "_build" / "assignments"
 OTTER = "otter-grader==7.0.0"
+# What ``otter.Notebook(...).check`` needs in the student's kernel beyond what a Jupyter kernel
+# with skiplab has (measured in a venv with Colab's versions: import otter and run a check).
+# The setup cell installs otter-grader with --no-deps and, of these, only what is missing:
+# otter's own requirements would replace Colab's ipywidgets 7.7.1 with 8 (otter requires
+# ipywidgets>=8.1.5) and upgrade other packages under the running kernel.
+OTTER_NEEDS = {"python-frontmatter": "python-frontmatter==1.3.0", "fica": "fica==0.4.1",
+               "dill": "dill==0.4.1", "wrapt": "wrapt==1.17.3", "ipylab": "ipylab==1.1.0",
+               "pandas": "pandas>=2"}
+# The CPU build of torch for the Gradescope image (no GPU there); the pinned version is the
+# book's (requirements.txt). pip prefers 2.x.y+cpu from this index over PyPI's CUDA 2.x.y.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 BOOK_TAGS = {"remove-cell", "hide-input", "exercises"}
 
 CONFIG = """\
 # ASSIGNMENT CONFIG
 name: {name}
-requirements: null
+requirements: requirements.txt
+environment: environment.yml
 init_cell: false
 check_all_cell: false
 export_cell: false
@@ -69,15 +87,54 @@ runs_on: default
 """
 
 SETUP = '''\
-# Setup: where skiplab or otter-grader is missing (a fresh Colab kernel), install them; then
-# write this assignment's public checks to a folder of their own, where grader.check reads
-# them. (When a teacher grades the notebook, otter reads its own checks instead.)
+# Setup: where skiplab or otter-grader is missing (a fresh Colab kernel), install them without
+# changing any package this kernel already has; then write this assignment's public checks to
+# a folder of their own, where grader.check reads them. (When a teacher grades the notebook,
+# otter reads its own checks instead.)
+import importlib.metadata
 import importlib.util
 import pathlib
+import re
+import subprocess
+import sys
+
+
+def _installed_versions():
+    return {{re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version
+            for d in importlib.metadata.distributions()}}
+
+
+def _pip_install(*args):
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *args],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install {{' '.join(args)}} failed (is the runtime online?):\\n"
+                           + done.stdout[-2000:] + done.stderr[-2000:])
+
 
 if importlib.util.find_spec("skiplab") is None or importlib.util.find_spec("otter") is None:
-    %pip install --quiet "skiplab @ git+{url}@{branch}" "{otter}"
+    before = _installed_versions()
+    if importlib.util.find_spec("skiplab") is None:
+        _pip_install("skiplab @ git+{url}@{tag}")
+    if importlib.util.find_spec("otter") is None:
+        # otter-grader without its dependencies (they would replace Colab's ipywidgets 7 with
+        # 8 under the running kernel), and of those grader.check needs, the missing ones.
+        OTTER_NEEDS = {otter_needs}
+        _pip_install("--no-deps", "{otter}", *[spec for name, spec in OTTER_NEEDS.items()
+                                               if name not in before])
     importlib.invalidate_caches()
+    after = _installed_versions()
+    modules = importlib.metadata.packages_distributions()
+    loaded = {{re.sub(r"[-_.]+", "-", d).lower() for m in list(sys.modules)
+              for d in modules.get(m.partition(".")[0], [])}}
+    changed = [f"{{n}} {{before[n]}} -> {{v}}" for n, v in after.items()
+               if n in before and before[n] != v and n in loaded]
+    if changed:
+        raise RuntimeError("The install changed packages this kernel had already imported ("
+                           + ", ".join(changed) + "). Restart the kernel (Colab: Runtime -> "
+                           "Restart session), then run the notebook again from the top.")
+    if importlib.util.find_spec("skiplab") is None or importlib.util.find_spec("otter") is None:
+        raise RuntimeError("skiplab or otter-grader is still missing after the install.")
 
 PUBLIC_CHECKS = {checks}
 checks_dir = pathlib.Path("skiplab_checks") / "{name}"
@@ -99,6 +156,36 @@ the `grader.check(...)` cell under the exercise: it runs your code through the p
 must have and, when one fails, tells you which one, what it expected, what it measured and
 the likely mistake. Your teacher grades the notebook with further, hidden checks. When you
 are done, save the notebook (in Colab: File → Download → Download .ipynb) and hand it in."""
+
+
+def book_torch() -> str:
+    """The torch version the book is built and tested with (``torch==X`` in requirements.txt)."""
+    found = re.search(r"^torch==([^\s;#]+)", (ROOT / "requirements.txt").read_text(), re.M)
+    if not found:
+        raise LookupError("requirements.txt pins no torch==VERSION")
+    return found.group(1)
+
+
+def grading_requirements() -> str:
+    """requirements.txt of the grading image (otter adds otter-grader itself): skiplab at the
+    book's release tag, and torch's CPU build (a Gradescope image has no GPU)."""
+    url, _ = repository()
+    return (f"# The autograder's Python packages, installed by setup.sh into otter's environment\n"
+            f"# (Gradescope builds its image with it). Written by tools/assignments.py.\n"
+            f"--extra-index-url {TORCH_CPU_INDEX}\n"
+            f"torch=={book_torch()}\n"
+            f"skiplab @ git+{url}@{release_tag()}\n")
+
+
+# conda packages for otter's grading environment, merged with otter's own (python, pip, ...):
+# git, which pip needs for the git+ requirement, whatever the base image has.
+GRADING_ENVIRONMENT = """\
+name: otter-env
+channels:
+  - conda-forge
+dependencies:
+  - git
+"""
 
 
 def repository() -> tuple[str, str]:
@@ -175,7 +262,10 @@ def master_notebook(name: str, path: Path) -> nbformat.NotebookNode:
     url, branch = repository()
     title = chapter_title(nb, path)
     page = f"the chapter's notebook: {url}/blob/{branch}/{path.relative_to(ROOT).as_posix()}"
-    setup = SETUP.format(url=url, branch=branch, otter=OTTER, checks="{}", name=name)
+    needs = "{\n" + "".join(f"            {k!r}: {v!r},\n".replace("'", '"')
+                             for k, v in OTTER_NEEDS.items()) + "        }"
+    setup = SETUP.format(url=url, tag=release_tag(), otter=OTTER, otter_needs=needs, checks="{}",
+                         name=name)
     cells = [nbformat.v4.new_raw_cell(CONFIG.format(name=name)),
              nbformat.v4.new_markdown_cell(INTRO.format(title=title, page=page)),
              nbformat.v4.new_code_cell(setup)]
@@ -206,6 +296,8 @@ def build_one(name: str, path: Path, out: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         master = Path(tmp) / f"{name}.ipynb"
         nbformat.write(master_notebook(name, path), master)
+        (Path(tmp) / "requirements.txt").write_text(grading_requirements(), encoding="utf8")
+        (Path(tmp) / "environment.yml").write_text(GRADING_ENVIRONMENT, encoding="utf8")
         shutil.rmtree(dist, ignore_errors=True)
         result = subprocess.run([sys.executable, "-m", "otter", "assign", str(master), str(dist)],
                                 capture_output=True, text=True, cwd=tmp)
@@ -416,11 +508,67 @@ def read_results(path: Path, output: str, returncode: int, questions: list[str])
     return {"scores": scores, "failed": failed, "error": ""}
 
 
+# ---------------------------------------------------------------------------------------------
+# SANDBOX=1: each grading run inside bubblewrap (no network, the file system read-only)
+
+SANDBOX_HELP = ("grade in a container instead (book/teachers.md, 'Grading in a container'), or "
+                "install bubblewrap where user namespaces are allowed (apt-get install bubblewrap)")
+
+
+def sandbox_available() -> None:
+    """Raise SystemExit, saying why, when bubblewrap cannot run a sandbox here."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SystemExit(f"make grade SANDBOX=1: bubblewrap (bwrap) is not installed; "
+                         f"{SANDBOX_HELP}.")
+    probe = subprocess.run([bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                            "--unshare-net", "--unshare-pid", "--die-with-parent", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise SystemExit(f"make grade SANDBOX=1: bubblewrap cannot create its sandbox here "
+                         f"({probe.stderr.strip() or f'exit status {probe.returncode}'}); "
+                         f"{SANDBOX_HELP}.")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def sandboxed(command: list[str], scratch: Path, inputs: Path, hide: list[Path]) -> list[str]:
+    """``command`` inside bubblewrap: no network (its own, empty network namespace: loopback
+    only, for the kernel's sockets), its own process namespace (everything in it dies with
+    it), the whole file system read-only, and writable only ``scratch`` (and an empty private
+    /tmp and /dev/shm). ``inputs`` (the submission and the autograder, copied) is read-only.
+    /tmp, $HOME and the folders in ``hide`` (the other submissions) are replaced by empty
+    folders, except the Python environment and this checkout, which grading needs."""
+    needed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, ROOT)}
+    needed |= {Path(p).resolve() for p in sys.path if p and Path(p).is_dir()}
+    hidden = [h for h in dict.fromkeys([Path("/tmp"), Path.home().resolve(),
+                                        *(h.resolve() for h in hide)]) if h != Path("/")]
+    args = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session",
+            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--tmpfs", "/dev/shm"]
+    for folder in hidden:
+        if folder.is_dir():
+            args += ["--tmpfs", str(folder)]
+    for folder in sorted(needed):       # what grading needs, back where a tmpfs hid it
+        if any(_inside(folder, h) for h in hidden):
+            args += ["--ro-bind", str(folder), str(folder)]
+    args += ["--bind", str(scratch), str(scratch), "--ro-bind", str(inputs), str(inputs),
+             "--setenv", "HOME", str(scratch / "home"), "--setenv", "TMPDIR", "/tmp",
+             "--chdir", str(scratch), "--", *command]
+    return args
+
+
 def grade_one(path: Path, zip_path: Path, timeout: float,
-              questions: list[str] | None = None) -> dict:
+              questions: list[str] | None = None, *, sandbox: bool = False,
+              hide: list[Path] | None = None) -> dict:
     """Grade one notebook with ``otter run`` in its own process (a fresh kernel, no Docker),
     the kernel guarded (see :func:`guarded_environment`), at most ``timeout`` seconds; then
     every process the run started is killed, those that left its process group included.
+    With ``sandbox``, the run is inside bubblewrap (see :func:`sandboxed`): no network, and
+    it can write only to a scratch folder, deleted afterwards.
 
     Returns {question: (score, possible)} under "scores", the failed checks under "failed"
     and, when the notebook could not be graded at all, the reason under "error"."""
@@ -432,12 +580,20 @@ def grade_one(path: Path, zip_path: Path, timeout: float,
         out.mkdir()
         token = uuid.uuid4().hex
         log = tmp / "otter.log"
+        env = guarded_environment(tmp, token)
+        if sandbox:
+            inputs = tmp / "input"
+            inputs.mkdir()
+            (tmp / "home").mkdir()
+            zip_path = Path(shutil.copy(zip_path, inputs / zip_path.name))
+            path = Path(shutil.copy(path, inputs / path.name))
         command = [sys.executable, "-m", "otter", "run", "-a", str(zip_path), "-o", str(out),
                    str(path)]
+        if sandbox:
+            command = sandboxed(command, tmp, tmp / "input", hide or [])
         with open(log, "w", encoding="utf8") as sink:
             process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
-                                       env=guarded_environment(tmp, token),
-                                       start_new_session=True)
+                                       env=env, start_new_session=True)
             tree = ProcessTree(process.pid, token)
             deadline = time.monotonic() + timeout
             try:
@@ -456,7 +612,7 @@ def grade_one(path: Path, zip_path: Path, timeout: float,
 
 
 def grade(name: str, paths: list[Path], out: Path, csv_path: Path | None, *, jobs: int = 2,
-          timeout: float = 600.0) -> list[dict]:
+          timeout: float = 600.0, sandbox: bool = False) -> list[dict]:
     """Grade each submission with the assignment's autograder; one row per submission.
 
     Columns: submission, points per exercise, total, possible, failed (the first failing
@@ -464,7 +620,10 @@ def grade(name: str, paths: list[Path], out: Path, csv_path: Path | None, *, job
     could not be graded: not a notebook, over ``timeout`` seconds, the grading environment
     changed by the submission, results otter could not collect). A notebook that could not
     be graded scores 0 of the assignment's points. Rows are printed and written as they
-    come."""
+    come. With ``sandbox``, each run is inside bubblewrap (:func:`sandboxed`); SystemExit
+    before grading anything when bubblewrap cannot work here."""
+    if sandbox:
+        sandbox_available()
     become_subreaper()
     dist = out / name
     zip_path = autograder_zip(dist)
@@ -484,7 +643,9 @@ def grade(name: str, paths: list[Path], out: Path, csv_path: Path | None, *, job
         for writer in writers:
             writer.writeheader()
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            graded = pool.map(lambda p: (p, grade_one(p, zip_path, timeout, names)), found)
+            hide = [p if p.is_dir() else p.parent for p in paths]
+            graded = pool.map(lambda p: (p, grade_one(p, zip_path, timeout, names,
+                                                      sandbox=sandbox, hide=hide)), found)
             for path, result in graded:
                 row = {"submission": str(path), "failed": "; ".join(result["failed"]),
                        "error": result["error"]}
@@ -517,12 +678,14 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--jobs", type=int, default=2, help="notebooks graded side by side")
     g.add_argument("--timeout", type=float, default=600.0,
                    help="seconds one notebook may run before it counts as not graded")
+    g.add_argument("--sandbox", action="store_true",
+                   help="grade each notebook inside bubblewrap: no network, read-only files")
     args = parser.parse_args(argv)
     if args.command == "build":
         build(args.out.resolve(), args.names, args.jobs)
     else:
         grade(args.name, args.submissions, args.out.resolve(), args.csv, jobs=args.jobs,
-              timeout=args.timeout)
+              timeout=args.timeout, sandbox=args.sandbox)
 
 
 if __name__ == "__main__":
