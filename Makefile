@@ -15,7 +15,7 @@ MATHJAX := mathjax@3.2.2
 REQUIREJS := requirejs@2.3.7
 HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
 
-.PHONY: book test unit notebooks pages venv vendor clean assignments grade
+.PHONY: book test venv vendor clean assignments grade
 
 venv: $(VENV)/.installed
 
@@ -68,6 +68,8 @@ book: venv vendor
 	@hash=$$(find src -name '*.py' -print0 | sort -z | xargs -0 sha1sum | sha1sum | cut -c1-40); \
 	if [ "$$(cat _build/.skiplab-source 2>/dev/null)" != "$$hash" ]; then \
 		rm -rf _build/.jupyter_cache _build/.doctrees; echo "$$hash" > _build/.skiplab-source; fi
+	@# the changed notebooks, one per core with one torch thread each, into that cache
+	OMP_NUM_THREADS=1 $(BIN)/python tools/execute_parallel.py
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 # The browser tests' Chromium (and npm, for `make vendor`): tools/ensure_browser.py finds them, or
