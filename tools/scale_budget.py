@@ -60,6 +60,10 @@ QUICK_MEASURED = {
     "heads": "24-27 s on 2 CPU cores (measured)",
 }
 
+# Chapters that run on the CPU in float64 at every scale (exact Hessians): no GPU estimate;
+# gpu (= paper) measured with SKIPLAB_SCALE=gpu, seeds 0-3, one torch thread.
+CPU_ONLY = {"symmetry": "23-49 s on 1 CPU thread (measured; the chapter runs on the CPU)"}
+
 CHAPTERS = {
     "gradient_flow": "book/why/gradient_flow.ipynb",
     "degradation": "book/why/degradation.ipynb",
@@ -146,13 +150,13 @@ def jobs(chapter: str, scale: str) -> list[Job]:
 
 
 def _jobs_gradient_flow(ch, s):
-    from skiplab.models import DeepMLP, MLPConfig
+    from skiplab.models import ARCHITECTURES, DeepMLP, MLPConfig
     out = []
-    for arch in ("plain", "residual"):
-        for depth in s["depths"]:     # 3 activations x 3 inits, one batch each, float64
+    for arch in ARCHITECTURES:
+        for depth in s["depths"]:     # 3 activations x 3 inits, two probes of one batch each
             out.append(Job(ch, f"probe {arch}-{depth}", lambda d=depth, a=arch: DeepMLP(MLPConfig(
                 64, 10, depth=d, width=s["width"], architecture=a)), (64,), 10, "classify",
-                steps=9, batch=s["batch"], eval_examples=0, float64=True))
+                steps=18, batch=s["batch"], eval_examples=0, float64=True))
         out.append(Job(ch, f"train {arch}-{s['train_depth']}", lambda a=arch: DeepMLP(MLPConfig(
             64, 10, depth=s["train_depth"], width=s["width"], activation="sigmoid",
             init="xavier", architecture=a)), (64,), 10, "classify", steps=s["train_steps"],
@@ -161,11 +165,12 @@ def _jobs_gradient_flow(ch, s):
 
 
 def _jobs_symmetry(ch, s):
-    from skiplab.models import DeepMLP, MLPConfig
+    # for the device guard only: the chapter runs on the CPU (CPU_ONLY), its time is measured
+    from skiplab.models import SKIP_VARIANTS, DeepMLP, MLPConfig
     from skiplab.models.variants import SkipVariantMLP
     out = [Job(ch, f"exact {variant}", lambda v=variant: SkipVariantMLP(
         64, 10, s["exact_width"], variant=v), (64,), 10, "classify", steps=s["exact_steps"],
-        batch=64, eval_examples=360, float64=True) for variant in ("plain", "additive")]
+        batch=64, eval_examples=360, float64=True) for variant in SKIP_VARIANTS]
     out += [Job(ch, f"statistics {arch}", lambda a=arch: DeepMLP(MLPConfig(
         64, 10, depth=s["stat_depth"], width=s["stat_width"], activation="tanh", init="xavier",
         architecture=a)), (64,), 10, "classify", steps=s["stat_steps"], batch=128,
@@ -199,10 +204,16 @@ def _jobs_densenet(ch, s):
     out = [Job(ch, label, _cifar_net(d, w, in_channels=shape[0], dims=s["dims"]), shape, classes,
                "classify", steps=s["steps"], batch=s["batch"], eval_examples=evals)
            for label, (d, w) in s["resnets"].items()]
-    out += [Job(ch, label, lambda d=d, k=k: densenet_bc(d, k, dims=s["dims"],
-                                                          in_channels=shape[0]),
-                shape, classes, "classify", steps=s["steps"], batch=s["batch"],
-                eval_examples=evals) for label, (d, k) in s["densenets"].items()]
+    for label, (d, k) in s["densenets"].items():
+        # the ablation map: per dense block of L layers, layer j loses each of its j sources
+        # in turn and what reads the whole block each of its L + 1, one test pass each
+        layers = (d - 4) // 6
+        passes = 3 * (layers * (layers + 1) // 2 + layers + 1)
+        ablation = passes * (s["ablation_examples"] or n_test)
+        out.append(Job(ch, label, lambda d=d, k=k: densenet_bc(d, k, dims=s["dims"],
+                                                                in_channels=shape[0]),
+                       shape, classes, "classify", steps=s["steps"], batch=s["batch"],
+                       eval_examples=evals + ablation))
     return out
 
 
@@ -313,6 +324,9 @@ def describe(seconds: float) -> str:
 
 
 def expected_times(chapter: str) -> dict[str, str]:
+    if chapter in CPU_ONLY:
+        return {"quick": QUICK_MEASURED[chapter], "gpu": CPU_ONLY[chapter],
+                "paper": CPU_ONLY[chapter]}
     return {"quick": QUICK_MEASURED[chapter],
             **{scale: f"{describe(estimate_seconds(chapter, scale))} on a T4 GPU (estimate)"
                for scale in ("gpu", "paper")}}

@@ -406,7 +406,7 @@ def load_oxford_pets(*, size: int = 128, root: str | os.PathLike | None = None,
                      device: str | torch.device | None = None) -> SegmentationSplit:
     """Oxford-IIIT Pet with its segmentation trimaps, through torchvision (about 800 MB,
     downloaded on first use into ``SKIPLAB_DATA`` or ``~/.cache/skiplab``): for the
-    ``gpu`` and ``paper`` scales of the U-Net chapter.
+    ``paper`` scale of the U-Net chapter.
 
     Images are resized to ``size`` x ``size`` (bilinear, grey scale, aspect ratio not kept)
     and the trimaps with nearest neighbours. Foreground = pet and its border band (trimap 1

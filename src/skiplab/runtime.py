@@ -1,12 +1,15 @@
 """Runtime knobs shared by every chapter: device, seed, scale, progress bars.
 
-Three environment variables steer a run, and each is read when asked for, never at import:
+These environment variables steer a run, each read when asked for, never at import:
 
 - ``SKIPLAB_DEVICE``: ``cpu``, ``cuda``, ``cuda:1``, ... (default: CUDA when available);
 - ``SKIPLAB_SEED``: an integer (default 0);
 - ``SKIPLAB_SCALE``: ``quick``, ``gpu`` or ``paper`` (default ``gpu`` with CUDA, else ``quick``);
 - ``SKIPLAB_CHECKPOINTS``: the folder long runs save their checkpoints in (default
-  ``./checkpoints``), e.g. a mounted Google Drive so a recycled Colab runtime can resume.
+  ``./checkpoints``), e.g. a mounted Google Drive so a recycled Colab runtime can resume;
+- ``SKIPLAB_PROGRESS``: ``0`` switches progress bars off (default on).
+
+``SKIPLAB_DATA`` (where downloads go) is read by :mod:`skiplab.downloads`.
 
 An unknown value raises :class:`KnobError` naming the accepted ones.
 """
