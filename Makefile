@@ -69,7 +69,9 @@ book: venv vendor
 	if [ "$$(cat _build/.skiplab-source 2>/dev/null)" != "$$hash" ]; then \
 		rm -rf _build/.jupyter_cache _build/.doctrees; echo "$$hash" > _build/.skiplab-source; fi
 	@# the changed notebooks, one per core with one torch thread each, into that cache
-	OMP_NUM_THREADS=1 $(BIN)/python tools/execute_parallel.py
+	@# (PARALLEL=0 leaves them to the build, one after another: `make test` does, since its
+	@# Colab pass already keeps the second core busy)
+	@[ "$(PARALLEL)" = 0 ] || OMP_NUM_THREADS=1 $(BIN)/python tools/execute_parallel.py
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 # The browser tests' Chromium (and npm, for `make vendor`): tools/ensure_browser.py finds them, or
@@ -101,7 +103,7 @@ test: browser venv vendor
 		> _build/nbval.log 2>&1 & colab=$$!; \
 	$(BIN)/python -m pytest tests -m "not browser" -q --ignore=tests/test_assignments.py \
 		|| { kill $$colab 2>/dev/null; exit 1; }; \
-	OMP_NUM_THREADS=1 $(MAKE) book; book=$$?; \
+	OMP_NUM_THREADS=1 $(MAKE) book PARALLEL=0; book=$$?; \
 	wait $$colab; colab_status=$$?; \
 	echo "--- nbval, Colab pass (.venv-colab, seed $(COLAB_SEED), every notebook, fresh kernel) ---"; \
 	cat _build/nbval.log; \
