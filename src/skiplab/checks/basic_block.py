@@ -23,7 +23,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .core import (Checker, PropertyChecker, close, count_parameters, gradients_reach, guarded,
                    materialise, shape_mismatch)
-from .tracing import Call, LayerTrace, first_close, slope_ok, slopes
+from .tracing import Call, LayerTrace, first_close, random_slope, slope_ok
 
 __all__ = ["check_basic_block"]
 
@@ -449,19 +449,16 @@ def _check_output(check: Checker, case: Case, out: torch.Tensor, b2: torch.Tenso
 
 def _check_slope(check: Checker, case: Case, twin: nn.Module, x: torch.Tensor) -> None:
     """Autograd's d out / d x along a random direction equals the finite difference."""
-    with torch.no_grad():
-        out = twin(x.clone())
-    weight, direction = torch.randn_like(out), torch.randn_like(x)
-    auto, true, tol = slopes(twin, (x,), weight, (direction,))
-    if slope_ok(auto, true, tol):
+    slope = random_slope(twin, x)
+    if slope.ok:
         check.ok(P_GRAD)
         return
     expected = (f"{_label(case)}: autograd's gradient with respect to x equals the block's "
                 "slope (finite difference)")
-    measured = f"autograd {auto:.4g}, true slope {true:.4g}"
+    measured = f"autograd {slope.auto:.4g}, true slope {slope.true:.4g}"
     if not _reshapes(case[0]):
-        through_shortcut = float((weight * (out > 0) * direction).sum())
-        if slope_ok(auto, true - through_shortcut, tol, abs(true)):
+        through_shortcut = float((slope.weight * (slope.out > 0) * slope.direction).sum())
+        if slope_ok(slope.auto, slope.true - through_shortcut, slope.tol, abs(slope.true)):
             check.fail(P_GRAD, expected, measured + " (the part through the shortcut is "
                        "missing)", "the shortcut carries no gradient: add x itself, not "
                        "x.detach() or x.data")

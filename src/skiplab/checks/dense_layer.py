@@ -19,7 +19,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .core import (Checker, PropertyChecker, close, gradients_reach, guarded, materialise,
                    same_tensor, shape_mismatch)
-from .tracing import Call, LayerTrace, first_close, slope_ok, slopes
+from .tracing import Call, LayerTrace, first_close, random_slope, slope_ok
 
 __all__ = ["check_dense_layer"]
 
@@ -329,18 +329,15 @@ def _check_link(check: Checker, label: str, conv: Call, norms: list[Call],
 
 def _check_slope(check: Checker, case: Case, twin: nn.Module, x: torch.Tensor) -> None:
     c = case[0][0]
-    with torch.no_grad():
-        out = twin(x.clone())
-    weight, direction = torch.randn_like(out), torch.randn_like(x)
-    auto, true, tol = slopes(twin, (x,), weight, (direction,))
-    if slope_ok(auto, true, tol):
+    slope = random_slope(twin, x)
+    if slope.ok:
         check.ok(P_GRAD)
         return
     expected = (f"{_label(case)}: autograd's gradient with respect to x equals the layer's "
                 "slope (finite difference)")
-    measured = f"autograd {auto:.4g}, true slope {true:.4g}"
-    through_copy = float((weight[:, :c] * direction).sum())
-    if slope_ok(auto, true - through_copy, tol, abs(true)):
+    measured = f"autograd {slope.auto:.4g}, true slope {slope.true:.4g}"
+    through_copy = float((slope.weight[:, :c] * slope.direction).sum())
+    if slope_ok(slope.auto, slope.true - through_copy, slope.tol, abs(slope.true)):
         check.fail(P_GRAD, expected, measured + " (the part through the copy of x is missing)",
                    "the input's copy in the output carries no gradient: concatenate x itself, "
                    "torch.cat([x, new], dim=1), not x.detach() or x.data")

@@ -24,7 +24,8 @@ from torch.overrides import TorchFunctionMode
 
 from .core import close
 
-__all__ = ["Call", "LayerTrace", "first_close", "slope_ok", "slopes"]
+__all__ = ["Call", "LayerTrace", "RandomSlope", "first_close", "random_slope", "slope_ok",
+           "slopes"]
 
 _CONV = frozenset({torch.conv2d, F.conv2d})
 _NORM = frozenset({F.batch_norm, torch.batch_norm})
@@ -148,3 +149,33 @@ def slope_ok(auto: float, true: float, tol: float, scale: float = 0.0) -> bool:
     """Autograd's derivative agrees with the finite difference, within ``tol`` relative to
     the larger of the true slope and ``scale``."""
     return abs(auto - true) <= tol * max(abs(true), scale, 1e-6)
+
+
+@dataclass(frozen=True)
+class RandomSlope:
+    """One random projection of a block's output, differentiated two ways along a random
+    input direction: ``auto`` (autograd) and ``true`` (finite difference), see :func:`slopes`.
+
+    ``out`` (the output), ``weight`` (like ``out``) and ``direction`` (like the input) let a
+    checker work out which part of the slope a missing path would remove.
+    """
+
+    out: torch.Tensor
+    weight: torch.Tensor
+    direction: torch.Tensor
+    auto: float
+    true: float
+    tol: float
+
+    @property
+    def ok(self) -> bool:
+        return slope_ok(self.auto, self.true, self.tol)
+
+
+def random_slope(module: nn.Module, x: torch.Tensor) -> RandomSlope:
+    """:func:`slopes` of ``sum(weight * module(x))`` for a random weight and direction."""
+    with torch.no_grad():
+        out = module(x.clone())
+    weight, direction = torch.randn_like(out), torch.randn_like(x)
+    auto, true, tol = slopes(module, (x,), weight, (direction,))
+    return RandomSlope(out, weight, direction, auto, true, tol)
