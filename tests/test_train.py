@@ -107,18 +107,17 @@ def test_bad_arguments_are_clear_errors(digits):
 
 
 def test_warmup_and_milestones_set_the_learning_rate_per_step(monkeypatch):
-    import importlib
-
-    train_module = importlib.import_module("skiplab.train")
+    from skiplab.train import Optimization
 
     optimisers = []
-    original = train_module._make_optimizer
+    original = Optimization.build
 
-    def keep(*args, **kwargs):
-        optimisers.append(original(*args, **kwargs))
-        return optimisers[-1]
+    def keep(self, params):
+        opt, schedule = original(self, params)
+        optimisers.append(opt)
+        return opt, schedule
 
-    monkeypatch.setattr(train_module, "_make_optimizer", keep)
+    monkeypatch.setattr(Optimization, "build", keep)
     data = load_digits(seed=0, device="cpu")
     seed_everything(0)
     model = DeepMLP(MLPConfig(64, 10, depth=3, width=8))
@@ -255,7 +254,7 @@ def test_concurrent_saves_to_one_path_do_not_collide(tmp_path, monkeypatch):
     import importlib
     import threading
 
-    train_module = importlib.import_module("skiplab.train")
+    train_module = importlib.import_module("skiplab.train.checkpoint")
     path = tmp_path / "run.pt"
     both_written = threading.Barrier(2, timeout=20)
     replace = train_module.os.replace
@@ -269,7 +268,7 @@ def test_concurrent_saves_to_one_path_do_not_collide(tmp_path, monkeypatch):
 
     def save(value):
         try:
-            train_module._save_atomically({"writer": value, "w": torch.full((1000,), value)},
+            train_module.save_atomically({"writer": value, "w": torch.full((1000,), value)},
                                           path)
         except BaseException as err:   # noqa: BLE001 - reported below
             errors.append(err)
@@ -288,10 +287,10 @@ def test_concurrent_saves_to_one_path_do_not_collide(tmp_path, monkeypatch):
 def test_a_failed_save_leaves_the_old_checkpoint_and_no_temporary_file(tmp_path):
     import importlib
 
-    train_module = importlib.import_module("skiplab.train")
+    train_module = importlib.import_module("skiplab.train.checkpoint")
     path = tmp_path / "run.pt"
-    train_module._save_atomically({"step": 1}, path)
+    train_module.save_atomically({"step": 1}, path)
     with pytest.raises(Exception):
-        train_module._save_atomically({"step": 2, "bad": lambda: None}, path)   # unpicklable
+        train_module.save_atomically({"step": 2, "bad": lambda: None}, path)   # unpicklable
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]

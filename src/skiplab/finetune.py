@@ -8,23 +8,23 @@ metrics, and a small training loop that can run on cached embeddings.
 - :func:`retrieval_metrics`: each test embedding queries all the others (leave-one-out)
   by cosine similarity; precision@k is the share of the k nearest with the query's label,
   MRR the mean of 1 / rank of the first such neighbour.
-- :func:`train_embedding`: Adam or SGD on the loss, recording the metrics on an evaluation set
-  every few steps (step 0 included), with a progress bar.
+- :func:`train_embedding`: the one training loop (:func:`skiplab.train.fit`) on that loss,
+  recording the metrics on an evaluation set every few steps (step 0 included).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .runtime import get_seed, progress
+from .train import BatchLoss, History, Optimization, Task, fit
 
-__all__ = ["EmbeddingHistory", "retrieval_metrics", "supervised_contrastive_loss",
-           "train_embedding"]
+__all__ = ["EmbeddingHistory", "contrastive_task", "retrieval_metrics",
+           "supervised_contrastive_loss", "train_embedding"]
 
 
 def supervised_contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor,
@@ -73,67 +73,42 @@ def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor, k: int = 5
     return {f"precision@{k}": precision, "mrr": reciprocal.mean().item()}
 
 
-@dataclass
-class EmbeddingHistory:
-    """Metrics on the evaluation set at recorded steps (step 0 = before any update)."""
+# The one history type; the name is kept for the chapters and figures that used it.
+EmbeddingHistory = History
 
-    step: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    metrics: dict[str, list[float]] = field(default_factory=dict)
 
-    def record(self, step: int, loss: float, values: dict[str, float]) -> None:
-        self.step.append(step)
-        self.loss.append(loss)
-        for name, value in values.items():
-            self.metrics.setdefault(name, []).append(value)
+def contrastive_task(evaluate: Callable[[nn.Module], dict[str, float]] | None = None, *,
+                     temperature: float = 0.1) -> Task:
+    """The supervised contrastive loss on each batch, averaged per batch; ``evaluate(model)``
+    at every record (the loop calls it in eval mode without gradients)."""
+    def contrastive(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> BatchLoss:
+        return BatchLoss(supervised_contrastive_loss(model(x), y, temperature))
+
+    return Task(contrastive, evaluate, name="supervised contrastive",
+                config={"temperature": float(temperature)})
 
 
 def train_embedding(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int,
                     evaluate: Callable[[nn.Module], dict[str, float]],
                     batch_size: int = 128, lr: float = 1e-3, temperature: float = 0.1,
                     optimizer: str = "adam", momentum: float = 0.9,
-                    record_every: int = 10, seed: int | None = None, desc: str = "fine-tuning",
-                    show_progress: bool = True) -> EmbeddingHistory:
-    """Train ``model`` (inputs -> embeddings) with the supervised contrastive loss.
+                    record_every: int = 10, seed: int | None = None,
+                    checkpoint: str | os.PathLike | None = None, desc: str = "fine-tuning",
+                    show_progress: bool = True) -> History:
+    """Train ``model`` (inputs -> embeddings) with the supervised contrastive loss:
+    :func:`skiplab.train.fit` with :func:`contrastive_task`.
 
-    Only parameters with ``requires_grad`` are updated (Adam, or SGD with momentum). ``x`` may be raw inputs or
-    cached embeddings, as long as ``model`` takes them. ``evaluate(model)`` is called in
-    eval mode at step 0, every ``record_every`` steps and at the end.
+    Only parameters with ``requires_grad`` are updated (Adam, or SGD with momentum). ``x``
+    may be raw inputs or cached embeddings, as long as ``model`` takes them. Each batch is
+    a fresh random subset (``batches="subsets"``: a duplicated example would be a trivial
+    positive). ``evaluate(model)`` is called in eval mode at step 0, every
+    ``record_every`` steps and at the end.
 
     Returns:
-        The :class:`EmbeddingHistory`; the loss recorded at a step is the mean since the
-        previous record (NaN at step 0).
+        The :class:`~skiplab.train.History`: ``metrics`` holds what ``evaluate`` returned,
+        ``train_loss`` the mean loss since the previous record (NaN at step 0).
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameter")
-    if optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr)
-    elif optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
-    else:
-        raise ValueError(f"optimizer={optimizer!r} is not known; accepted: 'adam', 'sgd'")
-    generator = torch.Generator(device="cpu").manual_seed(get_seed(seed))
-    history = EmbeddingHistory()
-
-    def measure(step: int, loss: float) -> None:
-        was = model.training
-        model.eval()
-        history.record(step, loss, evaluate(model))
-        model.train(was)
-
-    measure(0, float("nan"))
-    model.train()
-    running, count = 0.0, 0
-    for step in progress(range(1, steps + 1), total=steps, desc=desc, enabled=show_progress):
-        # a batch without repeats: a duplicated example would be a trivial positive
-        idx = torch.randperm(len(y), generator=generator, device="cpu")[:batch_size].to(y.device)
-        loss = supervised_contrastive_loss(model(x[idx]), y[idx], temperature)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        running, count = running + loss.item(), count + 1
-        if step % record_every == 0 or step == steps:
-            measure(step, running / count)
-            running, count = 0.0, 0
-    return history
+    return fit(model, x, y, contrastive_task(evaluate, temperature=temperature), steps=steps,
+               optimization=Optimization(optimizer, lr, momentum), batch_size=batch_size,
+               batches="subsets", record_every=record_every, record_start=True, seed=seed,
+               checkpoint=checkpoint, desc=desc, show_progress=show_progress)

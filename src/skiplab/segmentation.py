@@ -1,4 +1,4 @@
-"""Segmentation metrics and a small training loop for the U-Net chapter.
+"""Segmentation metrics and the segmentation task of the one training loop (U-Net chapter).
 
 - :func:`mean_iou`: intersection over union per class, averaged over classes.
 - :func:`thin_iou`: the fine-detail metric. Foreground IoU restricted to a band of
@@ -14,19 +14,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .data import SegmentationSplit
-from .runtime import get_seed, progress
+from .models.unet import center_crop
+from .train import BatchLoss, History, Optimization, Task, fit
+from .train.checkpoint import tensor_spec
 
 __all__ = ["SegmentationHistory", "boundary_f1", "decoy_rate", "evaluate_segmentation",
-           "mean_iou",
-           "thin_iou", "train_segmentation"]
+           "mean_iou", "segmentation_task", "thin_iou", "train_segmentation"]
 
 
 def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
@@ -88,8 +89,6 @@ def evaluate_segmentation(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     rate of ``model`` on (x, y), in eval
     mode (the mode is restored). Predictions are centre-cropped targets' size if the model
     outputs smaller maps (valid padding): the targets are cropped to match."""
-    from .models.unet import center_crop
-
     was = model.training
     model.eval()
     logits = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
@@ -104,61 +103,43 @@ def evaluate_segmentation(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return values
 
 
-@dataclass
-class SegmentationHistory:
-    """Test metrics at recorded steps (step 0 = before training) and the training loss."""
+# The one history type; the name is kept for the chapters and figures that used it.
+SegmentationHistory = History
 
-    step: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    metrics: dict[str, list[float]] = field(default_factory=dict)
 
-    def final(self, metric: str) -> float:
-        return self.metrics[metric][-1]
+def segmentation_task(data: SegmentationSplit) -> Task:
+    """Pixel-wise cross-entropy on the training batches (targets centre-cropped to the
+    output's size when the model uses valid padding), averaged per batch; the test metrics
+    of :func:`evaluate_segmentation` at every record."""
+    def pixel_cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> BatchLoss:
+        logits = model(x)
+        return BatchLoss(F.cross_entropy(logits, center_crop(y, logits.shape[-2:])))
+
+    def held_out(model: nn.Module) -> dict[str, float]:
+        return evaluate_segmentation(model, data.x_test, data.y_test, data.thin_test,
+                                     data.decoy_test)
+
+    return Task(pixel_cross_entropy, held_out, name="segmentation")
 
 
 def train_segmentation(model: nn.Module, data: SegmentationSplit, *, steps: int,
-                       batch_size: int = 16, lr: float = 3e-3, record_every: int = 20,
-                       seed: int | None = None, on_step: Callable[[int], None] | None = None,
-                       desc: str = "training", show_progress: bool = True
-                       ) -> SegmentationHistory:
-    """Adam on pixel-wise cross-entropy; test metrics every ``record_every`` steps.
+                       batch_size: int = 16, lr: float = 3e-3, optimizer: str = "adam",
+                       record_every: int = 20, seed: int | None = None,
+                       on_step: Callable[[int, float], None] | None = None,
+                       checkpoint: str | os.PathLike | None = None,
+                       desc: str = "training", show_progress: bool = True) -> History:
+    """Adam on pixel-wise cross-entropy: :func:`skiplab.train.fit` with
+    :func:`segmentation_task`, recording the test metrics at step 0 (before training), every
+    ``record_every`` steps and at the end.
 
-    Each batch is a fresh random subset (no repeats within a batch; no epochs) from a
-    generator seeded by ``seed``, so two models trained with the same seed see the same
-    batches. ``on_step(step)`` is called after
-    each update (the gradients are still in ``.grad``).
+    Each batch is a fresh random subset (``batches="subsets"``: no repeats within a batch,
+    no epochs) from a generator seeded by ``seed``, so two models trained with the same
+    seed see the same batches. ``on_step(step, loss)`` is called after each update (the
+    gradients are still in ``.grad``). ``checkpoint``: as in :func:`skiplab.train.fit`.
     """
-    from .models.unet import center_crop
-
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    generator = torch.Generator(device="cpu").manual_seed(get_seed(seed))
-    history = SegmentationHistory()
-
-    def record(step: int, loss: float) -> None:
-        history.step.append(step)
-        history.train_loss.append(loss)
-        values = evaluate_segmentation(model, data.x_test, data.y_test, data.thin_test,
-                                       data.decoy_test)
-        for name, value in values.items():
-            history.metrics.setdefault(name, []).append(value)
-
-    record(0, float("nan"))
-    model.train()
-    running, count = 0.0, 0
-    n = len(data.y_train)
-    for step in progress(range(1, steps + 1), total=steps, desc=desc, enabled=show_progress):
-        idx = torch.randperm(n, generator=generator, device="cpu")[:batch_size]
-        idx = idx.to(data.y_train.device)
-        logits = model(data.x_train[idx])
-        target = center_crop(data.y_train[idx], logits.shape[-2:])
-        loss = F.cross_entropy(logits, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if on_step is not None:
-            on_step(step)
-        opt.step()
-        running, count = running + loss.item(), count + 1
-        if step % record_every == 0 or step == steps:
-            record(step, running / count)
-            running, count = 0.0, 0
-    return history
+    return fit(model, data.x_train, data.y_train, segmentation_task(data), steps=steps,
+               optimization=Optimization(optimizer, lr), batch_size=batch_size,
+               batches="subsets", record_every=record_every, record_start=True, seed=seed,
+               on_step=on_step, checkpoint=checkpoint,
+               config={"held_out": {"x_test": tensor_spec(data.x_test)}},
+               desc=desc, show_progress=show_progress)
