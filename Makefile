@@ -117,6 +117,17 @@ test: browser venv vendor
 	echo "--- assignment tests ---"; cat _build/assignments-tests.log; \
 	test $$browser -eq 0 && test $$assignments_status -eq 0
 
+# One part at a time, for contributors (CONTRIBUTING.md):
+#   make unit                                   the unit tests (about a minute)
+#   make chapter CHAPTER=book/why/symmetry.ipynb   one chapter top to bottom in a fresh kernel
+# (nbval, as the Colab pass runs it, with this machine's versions; its claims are checked)
+.PHONY: unit chapter
+unit: venv
+	$(BIN)/python -m pytest tests -m "not browser" -q --ignore=tests/test_assignments.py
+chapter: venv
+	@test -n "$(CHAPTER)" || { echo "usage: make chapter CHAPTER=book/<part>/<name>.ipynb"; exit 2; }
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -q $(CHAPTER)
+
 # Assignments for teachers (see book/teachers.md): every chapter's exercises as an otter-grader
 # assignment, a student notebook and an autograder, in $(ASSIGNMENTS)/NAME/. otter runs every
 # check on the solutions while it builds, so a solution that stops passing fails this target.

@@ -21,7 +21,10 @@ def test_every_registered_model_maps_its_input_to_logits_and_trains_every_parame
     model = spec.build().train()
     x = torch.randn(2, *spec.example_shape, requires_grad=True)
     out = model(x)
-    assert out.shape == (2, spec.n_classes)
+    # classifiers give (B, n_classes); segmenters (family "unet") per-pixel logits
+    # (B, n_classes, H', W'), their exact sides checked in tests/test_unet_registry.py
+    assert out.shape[:2] == (2, spec.n_classes)
+    assert out.dim() == (4 if spec.family == "unet" else 2)
     assert torch.isfinite(out).all()
     out.square().sum().backward()
     silent = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
@@ -133,11 +136,11 @@ def test_zero_initialised_blocks_start_as_their_shortcut():
 
 def test_preact_stream_carries_no_activation_between_blocks():
     torch.manual_seed(0)
-    net = CifarNet(CifarNetConfig(depth=8, preact=True, widths=(4, 8, 16), in_channels=1))
+    net = CifarNet(CifarNetConfig(depth=8, norm="pre", widths=(4, 8, 16), in_channels=1))
     stream = net.stages[0](net.stem(torch.randn(4, 1, 8, 8)))
     assert (stream < 0).any()      # a post-activation block would end in ReLU: never negative
-    with pytest.raises(ValueError, match="preact=True needs residual=True"):
-        CifarNetConfig(preact=True, residual=False)
+    with pytest.raises(ValueError, match="norm='pre' needs a skip, not skip='none'"):
+        CifarNetConfig(norm="pre", skip="none")
 
 
 def test_dense_layer_passes_its_input_through_unchanged():

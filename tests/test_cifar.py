@@ -15,9 +15,9 @@ def count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def net(depth=8, residual=True, dims=2, **kw) -> CifarNet:
+def net(depth=8, skip="residual", dims=2, **kw) -> CifarNet:
     torch.manual_seed(0)
-    return CifarNet(CifarNetConfig(depth=depth, residual=residual, dims=dims, in_channels=1,
+    return CifarNet(CifarNetConfig(depth=depth, skip=skip, dims=dims, in_channels=1,
                                    widths=(4, 8, 16), **kw))
 
 
@@ -30,8 +30,8 @@ def images(dims=2, n=6, seed=0):
 @pytest.mark.parametrize("depth", [8, 14, 20, 32])
 @pytest.mark.parametrize("dims", [1, 2])
 def test_layer_count_is_6n_plus_2(depth, dims):
-    for residual in (False, True):
-        model = net(depth, residual, dims)
+    for skip in ("none", "residual"):
+        model = net(depth, skip, dims)
         n = (depth - 2) // 6
         assert len(model.weight_layers()) == depth
         assert len(model.blocks()) == 3 * n
@@ -40,7 +40,7 @@ def test_layer_count_is_6n_plus_2(depth, dims):
 
 def test_option_a_twins_have_identical_parameter_counts():
     for depth in (8, 20, 56):
-        assert count(net(depth, True)) == count(net(depth, False))
+        assert count(net(depth, "residual")) == count(net(depth, "none"))
     assert count(ShortcutA(4, 8, 2)) == 0
 
 
@@ -51,7 +51,7 @@ def test_pinned_parameter_counts_match_the_paper():
 
 
 def test_option_b_adds_projection_parameters_only_where_shapes_change():
-    a, b = net(20, True), net(20, True, shortcut="B")
+    a, b = net(20, "residual"), net(20, "residual", shortcut="B")
     projections = [blk.shortcut for blk in b.blocks() if isinstance(blk.shortcut, ShortcutB)]
     assert len(projections) == 2  # first block of stages 2 and 3
     assert count(b) - count(a) == sum(count(p) for p in projections) > 0
@@ -74,10 +74,11 @@ def test_valid_depths_and_clear_errors():
         make_shortcut(4, 8, 2, option="C")
 
 
-@pytest.mark.parametrize("residual,shortcut,dims", [(False, "A", 2), (True, "A", 2),
-                                                    (True, "B", 2), (True, "A", 1)])
-def test_every_parameter_gets_a_gradient(residual, shortcut, dims):
-    model = net(8, residual, dims, shortcut=shortcut)
+@pytest.mark.parametrize("skip,shortcut,dims", [("none", "A", 2), ("none", "B", 2),
+                                                ("residual", "A", 2), ("residual", "B", 2),
+                                                ("residual", "A", 1)])
+def test_every_parameter_gets_a_gradient(skip, shortcut, dims):
+    model = net(8, skip, dims, shortcut=shortcut)
     x, y = images(dims)
     F.cross_entropy(model(x), y).backward()
     for name, p in model.named_parameters():
@@ -112,7 +113,7 @@ def test_zero_init_last_starts_as_the_shortcut():
 
 
 def test_deleted_block_keeps_the_shortcut_and_leaves_the_original_alone():
-    model = net(14, True).eval()
+    model = net(14, "residual").eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     lesioned = delete_block(model, 2)  # first block of stage 2: option A shortcut
     assert len(lesioned.blocks()) == len(model.blocks()) - 1
@@ -124,7 +125,7 @@ def test_deleted_block_keeps_the_shortcut_and_leaves_the_original_alone():
 
 
 def test_deleting_a_block_whose_branch_outputs_zero_changes_nothing():
-    model = net(14, True).eval()
+    model = net(14, "residual").eval()
     last_norm = model.blocks()[4].branch[-1].norm
     nn.init.zeros_(last_norm.weight)
     nn.init.zeros_(last_norm.bias)
@@ -134,7 +135,7 @@ def test_deleting_a_block_whose_branch_outputs_zero_changes_nothing():
 
 
 def test_plain_layer_sites_and_deletion():
-    model = net(14, False).eval()
+    model = net(14, "none").eval()
     sites = plain_layer_sites(model)
     assert len(sites) == 12  # 6n convolutions inside the blocks
     not_deletable = [i for i, s in enumerate(sites) if not s.deletable]
@@ -153,8 +154,8 @@ def test_plain_layer_sites_and_deletion():
 
 def test_lesion_study_covers_every_block_or_deletable_layer():
     x, y = images(n=20)
-    residual = lesion_study(net(14, True).eval(), x, y)
-    plain = lesion_study(net(14, False).eval(), x, y)
+    residual = lesion_study(net(14, "residual").eval(), x, y)
+    plain = lesion_study(net(14, "none").eval(), x, y)
     assert sorted(residual) == list(range(6))
     assert sorted(plain) == [i for i in range(12) if i not in (4, 8)]
     assert all(0.0 <= a <= 1.0 for a in [*residual.values(), *plain.values()])

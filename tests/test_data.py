@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+import skiplab
+import skiplab.data
 from skiplab import load_digits, load_mnist1d
-from skiplab.data import batch_indices
+from skiplab.data import batch_indices, cifar, segmentation, splits
 
 
 def test_digits_shapes_and_standardisation():
@@ -41,3 +43,12 @@ def test_batch_indices_cover_each_epoch_once():
     assert torch.equal(batch_indices(4, n, batch, 0), batch_indices(4, n, batch, 0))
     with pytest.raises(ValueError, match="batch_size"):
         batch_indices(0, n, 11, 0)
+
+
+def test_the_data_package_re_exports_every_module_name():
+    modules = (splits, cifar, segmentation)
+    assert sorted(skiplab.data.__all__) == sorted(n for m in modules for n in m.__all__)
+    for module in modules:
+        for name in module.__all__:
+            assert getattr(skiplab.data, name) is getattr(module, name)
+    assert skiplab.load_digits is splits.load_digits and skiplab.DataSplit is splits.DataSplit

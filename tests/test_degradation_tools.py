@@ -20,7 +20,8 @@ def digit_images():
 
 def small_net(seed=0, residual=False):
     seed_everything(seed)
-    return CifarNet(CifarNetConfig(depth=8, residual=residual, in_channels=1, widths=(4, 8, 8)))
+    return CifarNet(CifarNetConfig(depth=8, skip="residual" if residual else "none",
+                                   in_channels=1, widths=(4, 8, 8)))
 
 
 def test_recorder_equals_the_plain_probe_on_the_same_batch(digit_images):
@@ -139,7 +140,7 @@ def test_load_cifar10_standardises_per_channel(monkeypatch, tmp_path):
 
 
 def test_history_final_averages_the_last_records():
-    h = History(step=[1, 2, 3], train_loss=[3.0, 2.0, 1.0], train_acc=[0.1, 0.2, 0.4])
+    h = History(step=[1, 2, 3], train_loss=[3.0, 2.0, 1.0], train_metrics={"acc": [0.1, 0.2, 0.4]})
     assert h.final() == 1.5
     assert h.final("train_acc", records=1) == 0.4
     with pytest.raises(ValueError, match="accepted"):
@@ -153,8 +154,9 @@ def runs(depths=(8, 20)):
     for arch in ("plain", "residual"):
         for d in depths:
             loss = [2.0, 1.0 + d / 100 if arch == "plain" else 1.0 - d / 100]
-            out[(arch, d)] = History(step=[10, 20], train_loss=loss, train_acc=[0.2, 0.6],
-                                     test_loss=loss, test_acc=[0.2, 0.5])
+            out[(arch, d)] = History(step=[10, 20], train_loss=loss,
+                                     train_metrics={"acc": [0.2, 0.6]},
+                                     metrics={"loss": loss, "acc": [0.2, 0.5]})
     return out
 
 

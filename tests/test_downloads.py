@@ -20,6 +20,7 @@ from PIL import Image
 
 from skiplab import data, downloads
 from skiplab.data import load_cifar10, load_oxford_pets
+from skiplab.data import segmentation as segmentation_data
 from skiplab.downloads import DownloadError, downloading, fetch_image, load_pretrained_resnet50
 
 
@@ -95,7 +96,7 @@ def cifar10(base, tmp_path, monkeypatch):
 
 
 def oxford_pets(base, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "OXFORD_PETS_ARCHIVES", (
+    monkeypatch.setattr(segmentation_data, "OXFORD_PETS_ARCHIVES", (
         (f"{base}/images.tar.gz", BODY_MD5), (f"{base}/annotations.tar.gz", BODY_MD5)))
     return (lambda: load_oxford_pets(size=8, root=tmp_path, device="cpu"),
             tmp_path / "oxford-iiit-pet", "SKIPLAB_DATA")
@@ -223,7 +224,7 @@ def test_oxford_pets_unpacking_cut_short_is_done_again(server, tmp_path, monkeyp
     # an earlier run stopped while unpacking: both folders exist, nearly empty
     for folder in ("images", "annotations"):
         (tmp_path / "oxford-iiit-pet" / folder).mkdir(parents=True)
-    monkeypatch.setattr(data, "OXFORD_PETS_ARCHIVES", checked)
+    monkeypatch.setattr(segmentation_data, "OXFORD_PETS_ARCHIVES", checked)
     pets = load_oxford_pets(size=8, root=tmp_path, device="cpu")
     assert pets.x_train.shape == (1, 1, 8, 8) and pets.y_test.shape == (1, 8, 8)
     assert pets.y_train.sum() > 0 and pets.y_train.sum() < 64

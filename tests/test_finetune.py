@@ -76,8 +76,10 @@ def test_sigmoid_gate_head_trains_both_parts_from_the_start():
 
 
 def test_head_configuration_errors():
-    with pytest.raises(ValueError, match="gate="):
+    with pytest.raises(ValueError, match="gate='open' is not known; accepted: 'sigmoid', 'zero'"):
         SkipConnectionHead(D, gate="open")
+    with pytest.raises(ValueError, match="activation='elu' is not known; accepted: 'relu'"):
+        WideningHead(D, activation="elu")
     with pytest.raises(ValueError, match="outputs 8 dimensions"):
         SequentialHead(LinearHead(D, 8), GatedHead(D))
     with pytest.raises(ValueError, match="input_dim"):

@@ -17,7 +17,8 @@ from skiplab.models import CifarNet, CifarNetConfig
 
 def small_net(seed=0, residual=True):
     torch.manual_seed(seed)
-    net = CifarNet(CifarNetConfig(depth=8, residual=residual, in_channels=1, widths=(4, 8, 8)))
+    net = CifarNet(CifarNetConfig(depth=8, skip="residual" if residual else "none",
+                                  in_channels=1, widths=(4, 8, 8)))
     # non-trivial BatchNorm state, as after training
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+from skiplab.figures import (landscape_contour_figure, landscape_surface_figure, series_figure,
+                             symmetry_order_figure)
 from skiplab.toys import TwoUnitToy
 
 
@@ -26,8 +28,6 @@ def test_descent_on_the_line_stays_on_it_and_beside_it_leaves():
 
 
 def test_landscape_figures():
-    from skiplab.figures import landscape_contour_figure, landscape_surface_figure
-
     toy = TwoUnitToy()
     a, b = np.linspace(-1, 3, 9), np.linspace(-1, 3, 9)
     z = toy.grid(a, b)
@@ -46,8 +46,6 @@ def test_landscape_figures():
 
 
 def test_series_and_order_figures():
-    from skiplab.figures import series_figure, symmetry_order_figure
-
     fig = series_figure([1, 2], {"plain": [0.0, 0.0], "additive": [0.1, 0.3]}, yaxis_title="d")
     assert [t.name for t in fig.data] == ["plain", "additive"]
     with pytest.raises(ValueError, match="values for"):

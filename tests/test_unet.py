@@ -1,4 +1,5 @@
-"""U-Net anatomy and skip modes, procedural segmentation data, metrics, upsampling probes."""
+"""U-Net anatomy and long-skip merges, procedural segmentation data, metrics, upsampling
+probes. The registered U-Nets' properties are in test_unet_registry.py."""
 
 import dataclasses
 
@@ -44,11 +45,12 @@ def test_an_input_the_valid_network_cannot_take_names_the_nearest_sizes():
     assert unet_valid_sizes(4, "valid", near=570) == [540, 556, 572, 588]
 
 
-@pytest.mark.parametrize("skip", ["concat", "add", "none"])
+@pytest.mark.parametrize("long_skip", ["concat", "add", "none"])
 @pytest.mark.parametrize("upsample", ["transpose", "interpolate"])
-def test_same_padding_keeps_the_size_and_every_parameter_learns(skip, upsample):
+def test_same_padding_keeps_the_size_and_every_parameter_learns(long_skip, upsample):
     torch.manual_seed(0)
-    model = UNet(dataclasses.replace(SMALL, skip=skip, upsample=upsample, residual=True))
+    model = UNet(dataclasses.replace(SMALL, long_skip=long_skip, upsample=upsample,
+                                     skip="residual"))
     x = torch.randn(2, 1, 16, 16)
     out = model(x)
     assert out.shape == (2, 2, 16, 16)
@@ -65,8 +67,8 @@ def test_same_padding_refuses_sizes_not_divisible():
 def test_without_long_skips_the_first_level_reaches_the_output_only_through_the_bottleneck():
     torch.manual_seed(0)
     x = torch.randn(2, 1, 16, 16)
-    for skip, changes in (("none", False), ("concat", True), ("add", True)):
-        model = UNet(dataclasses.replace(SMALL, skip=skip)).eval()
+    for long_skip, changes in (("none", False), ("concat", True), ("add", True)):
+        model = UNet(dataclasses.replace(SMALL, long_skip=long_skip)).eval()
         with torch.no_grad():
             intact = model(x)
             # zero the first level's features *in the skip only*: the encoder keeps them
@@ -75,7 +77,7 @@ def test_without_long_skips_the_first_level_reaches_the_output_only_through_the_
             first.merge = lambda up, s, original=original: original(up, torch.zeros_like(s))
             zeroed = model(x)
             first.merge = original
-        assert (not torch.allclose(intact, zeroed)) == changes, skip
+        assert (not torch.allclose(intact, zeroed)) == changes, long_skip
 
 
 def test_center_crop_and_its_error():
@@ -85,17 +87,23 @@ def test_center_crop_and_its_error():
         center_crop(x, (7, 6))
 
 
-def test_matching_parameter_counts_across_skip_modes():
+def test_matching_parameter_counts_across_long_skip_merges():
     reference = count(UNet(dataclasses.replace(SMALL, base_width=8, depth=3)))
-    for skip in ("add", "none"):
+    for long_skip in ("add", "none"):
         matched = match_decoder_scale(dataclasses.replace(SMALL, base_width=8, depth=3,
-                                                          skip=skip), reference)
+                                                          long_skip=long_skip), reference)
         assert abs(count(UNet(matched)) - reference) <= 0.01 * reference
 
 
 def test_config_errors_name_the_choices():
-    with pytest.raises(ValueError, match="'concat', 'add', 'none'"):
-        UNetConfig(skip="sum")
+    with pytest.raises(ValueError, match="long_skip='sum' is not known; accepted: 'concat', "
+                                         "'add', 'none'"):
+        UNetConfig(long_skip="sum")
+    with pytest.raises(ValueError, match="skip='gated' is not known; accepted: 'none', "
+                                         "'residual', 'rezero'"):
+        UNetConfig(skip="gated")
+    with pytest.raises(ValueError, match="pass long_skip='concat'"):   # the old name's use
+        UNetConfig(skip="concat")
     with pytest.raises(ValueError, match="expects \\(B, 1, H, W\\)"):
         UNet(SMALL)(torch.randn(1, 3, 16, 16))
 
@@ -181,7 +189,7 @@ def test_unet_figures():
 
 def test_he_initialisation_option():
     model = UNet(dataclasses.replace(SMALL, norm=False, init="he"))
-    conv = model.encoder[1].convs.body[0]
+    conv = model.encoder[1].convs.conv1
     assert conv.bias.abs().max() == 0
     fan_in = conv.weight[0].numel()
     assert abs(conv.weight.std().item() - (2 / fan_in) ** 0.5) < 0.3 * (2 / fan_in) ** 0.5

@@ -125,9 +125,9 @@ def expected_time_line(chapter: str) -> str | None:
 
 # ---------------------------------------------------------------- the jobs of each chapter
 
-def _cifar_net(depth, widths, residual=True, preact=False, in_channels=3, n_classes=10, dims=2):
+def _cifar_net(depth, widths, skip="residual", norm="post", in_channels=3, n_classes=10, dims=2):
     from skiplab.models import CifarNet, CifarNetConfig
-    return lambda: CifarNet(CifarNetConfig(depth=depth, residual=residual, preact=preact,
+    return lambda: CifarNet(CifarNetConfig(depth=depth, skip=skip, norm=norm,
                                            dims=dims, widths=tuple(widths),
                                            in_channels=in_channels, n_classes=n_classes))
 
@@ -150,9 +150,9 @@ def jobs(chapter: str, scale: str) -> list[Job]:
 
 
 def _jobs_gradient_flow(ch, s):
-    from skiplab.models import ARCHITECTURES, DeepMLP, MLPConfig
+    from skiplab.models import DeepMLP, MLPConfig
     out = []
-    for arch in ARCHITECTURES:
+    for arch in ("plain", "plain_bn", "residual"):     # the chapter's ARCHITECTURES
         for depth in s["depths"]:     # 3 activations x 3 inits, two probes of one batch each
             out.append(Job(ch, f"probe {arch}-{depth}", lambda d=depth, a=arch: DeepMLP(MLPConfig(
                 64, 10, depth=d, width=s["width"], architecture=a)), (64,), 10, "classify",
@@ -180,17 +180,17 @@ def _jobs_symmetry(ch, s):
 
 def _jobs_degradation(ch, s):
     shape, classes, _, n_test = _image_data(s["dataset"])
-    return [Job(ch, f"{'residual' if r else 'plain'}-{d}", _cifar_net(
-        d, s["widths"], residual=r, in_channels=shape[0]), shape, classes, "classify",
+    return [Job(ch, f"{'plain' if skip == 'none' else skip}-{d}", _cifar_net(
+        d, s["widths"], skip=skip, in_channels=shape[0]), shape, classes, "classify",
         steps=s["steps"], batch=s["batch"],
         eval_examples=_evals(s["steps"], s["record_every"], n_test))
-        for d in s["depths"] for r in (False, True)]
+        for d in s["depths"] for skip in ("none", "residual")]
 
 
 def _jobs_resnet(ch, s):
     shape, classes, _, n_test = _image_data(s["dataset"])
-    kinds = {"plain": dict(residual=False), "post-activation": dict(residual=True),
-             "pre-activation": dict(residual=True, preact=True)}
+    kinds = {"plain": dict(skip="none"), "post-activation": dict(skip="residual"),
+             "pre-activation": dict(skip="residual", norm="pre")}
     return [Job(ch, f"{k}-{s['train_depth']}", _cifar_net(
         s["train_depth"], s["widths"], in_channels=shape[0], **kw), shape, classes, "classify",
         steps=s["steps"], batch=s["batch"],
@@ -233,7 +233,8 @@ def _jobs_landscape(ch, s):
             else:
                 surface += 2 * s["line_points"] if residual else 0
             out.append(Job(ch, f"{'resnet' if residual else 'plain'}-{depth}", _cifar_net(
-                depth, s["widths"], residual=residual, in_channels=shape[0]), shape, classes,
+                depth, s["widths"], skip="residual" if residual else "none",
+                in_channels=shape[0]), shape, classes,
                 "classify", steps=runs * s["steps"], batch=128,
                 eval_examples=surface * batch + runs * 13 * n_test))
     return out
@@ -244,15 +245,15 @@ def _jobs_unet(ch, s):
 
     from skiplab.models.unet import UNet, UNetConfig, local_net, match_decoder_scale
     base = UNetConfig(in_channels=1, n_classes=2, base_width=s["base_width"], depth=s["depth"],
-                      padding="same", skip="concat", norm=True)
+                      padding="same", long_skip="concat", norm=True)
     n_test = s["n_test"] or 3669
     evals = _evals(s["steps"], s["record_every"], n_test)
     target = sum(p.numel() for p in UNet(base).parameters())
     builds = {"U-Net, concatenation": lambda: UNet(base),
               "local net": lambda: local_net(in_channels=1, n_classes=2, width=32)}
-    for skip in ("add", "none"):
-        builds[f"U-Net, {skip}"] = lambda skip=skip: UNet(match_decoder_scale(
-            dataclasses.replace(base, skip=skip), target))
+    for long_skip in ("add", "none"):
+        builds[f"U-Net, {long_skip}"] = lambda long_skip=long_skip: UNet(match_decoder_scale(
+            dataclasses.replace(base, long_skip=long_skip), target))
     return [Job(ch, label, build, (1, s["size"], s["size"]), 2, "segment", steps=s["steps"],
                 batch=s["batch"], eval_examples=evals) for label, build in builds.items()]
 
@@ -261,15 +262,15 @@ def _jobs_transformer(ch, s):
     from skiplab.models.transformer import SequenceModel, TransformerConfig
     evals = _evals(s["steps"], s["record_every"], s["n_test"])
 
-    def model(norm, residual=True):
+    def model(norm, skip="residual"):
         return lambda: SequenceModel(TransformerConfig(
             vocab_size=s["vocab"], d_model=s["d_model"], n_heads=s["n_heads"],
-            n_layers=s["n_layers"], norm=norm, residual=residual))
-    runs = [("post-norm", "post", True, 3), ("pre-norm", "pre", True, 2),
-            ("pre-norm, no skips", "pre", False, 1)]   # post-norm: with and without warm-up,
-    return [Job(ch, label, model(norm, residual), (s["length"],), s["vocab"], "sequence",
+            n_layers=s["n_layers"], norm=norm, skip=skip))
+    runs = [("post-norm", "post", "residual", 3), ("pre-norm", "pre", "residual", 2),
+            ("pre-norm, no skips", "pre", "none", 1)]   # post-norm: with and without warm-up,
+    return [Job(ch, label, model(norm, skip), (s["length"],), s["vocab"], "sequence",
                 steps=n * s["steps"], batch=s["batch"], eval_examples=n * evals)
-            for label, norm, residual, n in runs]       # and each norm again at the small lr
+            for label, norm, skip, n in runs]       # and each norm again at the small lr
 
 
 def _jobs_heads(ch, s):

@@ -14,6 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+try:  # IPython shows verdicts as HTML in Jupyter; without it they are plain text only
+    from IPython import get_ipython
+    from IPython.display import publish_display_data
+except ImportError:
+    get_ipython = publish_display_data = None
+
 __all__ = ["Claim", "ClaimFailed", "claim", "format_evidence"]
 
 
@@ -85,20 +91,14 @@ class Claim:
     def _ipython_display_(self) -> None:
         # claim() displays the verdict as soon as it is checked; when the same object is
         # also a cell's last expression, IPython would show it a second time: skip that.
-        if self._shown:
+        if self._shown or publish_display_data is None:
             return
-        from IPython.display import publish_display_data
-
         publish_display_data({"text/plain": self.as_text(), "text/html": self._repr_html_()})
         self._shown = True
 
 
 def _in_ipython() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    return get_ipython() is not None
+    return get_ipython is not None and get_ipython() is not None
 
 
 def claim(text: str, holds: bool, **evidence: Any) -> Claim:

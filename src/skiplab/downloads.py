@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+import torch.hub
+
 if TYPE_CHECKING:
     import torchvision
     from PIL import Image
@@ -154,6 +156,7 @@ def download_file(url: str, path: str | os.PathLike, *, timeout: float | None = 
 
 
 def _decodes_as_image(path: Path) -> None:
+    # lazy: Pillow is not a dependency of skiplab; it comes with torchvision (optional)
     from PIL import Image
 
     with Image.open(path) as image:
@@ -174,6 +177,7 @@ def fetch_image(url: str, name: str | None = None, *, root: str | os.PathLike | 
     Raises:
         DownloadError: the download failed, stalled, was cut short or is not an image.
     """
+    # lazy: Pillow is not a dependency of skiplab; it comes with torchvision (optional)
     from PIL import Image
 
     path = data_dir(root) / "photos" / (name or Path(urlparse(url).path).name or "image")
@@ -198,7 +202,7 @@ def load_pretrained_resnet50(weights: str | torchvision.models.ResNet50_Weights 
     Raises:
         DownloadError: the download failed, stalled or did not match its hash.
     """
-    import torch.hub
+    # lazy: torchvision is optional (the "datasets" extra), needed by the gpu/paper scales only
     import torchvision
 
     chosen = torchvision.models.ResNet50_Weights.verify(weights)

@@ -31,6 +31,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .validation import check_choice
+
 __all__ = [
     "HEADS",
     "EmptyHead",
@@ -173,9 +175,7 @@ class WideningHead(EncoderHead):
     def __init__(self, input_dim: int, expansion: int = 2, output_dim: int | None = None,
                  activation: Literal["relu", "gelu", "tanh"] = "relu"):
         output_dim = input_dim if output_dim is None else output_dim
-        if activation not in ("relu", "gelu", "tanh"):
-            raise ValueError(f"activation {activation!r} is not known; accepted: relu, gelu, "
-                             "tanh")
+        check_choice("activation", activation, ("relu", "gelu", "tanh"))
         super().__init__(input_dim, expansion=expansion, output_dim=output_dim,
                          activation=activation)
         self.widen = nn.Linear(input_dim, expansion * input_dim)
@@ -213,8 +213,7 @@ class SkipConnectionHead(EncoderHead):
     def __init__(self, input_dim: int, *, gate: Literal["sigmoid", "zero"] = "sigmoid",
                  gate_init: float = -4.0, dropout: float = 0.0, skip_dropout: float = 0.0,
                  n_layers: int = 1):
-        if gate not in ("sigmoid", "zero"):
-            raise ValueError(f"gate={gate!r} is not known; accepted: 'sigmoid', 'zero'")
+        check_choice("gate", gate, ("sigmoid", "zero"))
         if n_layers < 1:
             raise ValueError(f"n_layers={n_layers} must be at least 1")
         super().__init__(input_dim, gate=gate, gate_init=gate_init, dropout=dropout,

@@ -38,6 +38,7 @@ from torch import nn
 
 from .probes.hessian import chunked_loss_fns, hvp, lanczos_eigenvalues
 from .runtime import progress
+from .validation import check_choice
 
 __all__ = [
     "Direction",
@@ -80,9 +81,7 @@ def random_direction(model: nn.Module, *, normalisation: Normalisation = "filter
             direction, as the reference code's ``ignore='biasbn'``; with False they keep the
             raw Gaussian under ``"none"`` and are rescaled to the parameter's norm otherwise.
     """
-    if normalisation not in ("filter", "layer", "none"):
-        raise ValueError(f"normalisation={normalisation!r} is not known; accepted: 'filter', "
-                         "'layer', 'none'")
+    check_choice("normalisation", normalisation, ("filter", "layer", "none"))
     direction = []
     for p in _params(model):
         d = torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device)
@@ -231,8 +230,7 @@ class Surface:
 
 
 def _evaluate_grid(model, directions, points, x, y, bn_mode, show_progress, desc):
-    if bn_mode not in ("eval", "train"):
-        raise ValueError(f"bn_mode={bn_mode!r} is not known; accepted: 'eval', 'train'")
+    check_choice("bn_mode", bn_mode, ("eval", "train"))
     _check_directions(model, directions)
     results = []
     with restored(model):

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 __all__ = [
     "SCALES",
@@ -170,7 +171,5 @@ def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "",
 
     ``SKIPLAB_PROGRESS=0`` switches every bar off, e.g. in tests.
     """
-    from tqdm.auto import tqdm
-
     off = not enabled or _env("SKIPLAB_PROGRESS") in {"0", "false", "no", "off"}
     return tqdm(iterable, total=total, desc=desc, disable=off, **kwargs)

@@ -23,6 +23,7 @@ import torch
 
 from .data import DataSplit
 from .runtime import get_device
+from .validation import check_choice
 
 __all__ = ["SEQUENCE_TASKS", "make_sequence_task", "sequence_target"]
 
@@ -53,8 +54,7 @@ SEQUENCE_TASKS: dict[str, Callable[[torch.Tensor, int, int], torch.Tensor]] = {
 
 def sequence_target(task: str, x: torch.Tensor, vocab: int, offset: int = 1) -> torch.Tensor:
     """The target of ``task`` for tokens x (..., T): the same shape, int64."""
-    if task not in SEQUENCE_TASKS:
-        raise ValueError(f"task={task!r} is not known; accepted: {', '.join(SEQUENCE_TASKS)}")
+    check_choice("task", task, SEQUENCE_TASKS)
     return SEQUENCE_TASKS[task](x, vocab, offset)
 
 
@@ -68,8 +68,7 @@ def make_sequence_task(task: str, *, length: int = 12, vocab: int = 10, n_train:
     test sequences are drawn after the training ones; with vocab**length possible
     sequences (10**12 by default) an overlap is possible but negligible.
     """
-    if task not in SEQUENCE_TASKS:
-        raise ValueError(f"task={task!r} is not known; accepted: {', '.join(SEQUENCE_TASKS)}")
+    check_choice("task", task, SEQUENCE_TASKS)
     if length < 2 or vocab < 2 or n_train < 1 or n_test < 1:
         raise ValueError("length >= 2, vocab >= 2, n_train >= 1 and n_test >= 1 are required")
     if task == "shift" and not 0 < offset < length:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .heads import EncoderHead, ProjectionHead
+from .heads import EmptyHead, EncoderHead, ProjectionHead
 
 __all__ = ["EmbeddingModel", "LayerSummary", "cache_embeddings", "dense_layers",
            "list_layers", "to_embedding_model"]
@@ -102,8 +102,6 @@ class EmbeddingModel(nn.Module):
     def __init__(self, encoder: nn.Module, layer: str, *, before: bool, embedding_dim: int,
                  head: EncoderHead | None = None):
         super().__init__()
-        from .heads import EmptyHead
-
         self.encoder = encoder
         self.layer, self.before, self.embedding_dim = layer, before, embedding_dim
         head = head if head is not None else EmptyHead(embedding_dim)

@@ -6,15 +6,21 @@ explore without a kernel has a plotly form in :mod:`skiplab.figures`.
 
 from __future__ import annotations
 
+import ipywidgets as widgets
+import plotly.graph_objects as go
 import torch
+from IPython.display import display
 
 from .blocks.mlp import ACTIVATIONS, INITS
-from .figures.base import _colour, _label
-from .models.mlp import ARCHITECTURES, DeepMLP, MLPConfig
+from .figures.base import _label, trace_colours
+from .models.mlp import DeepMLP, MLPConfig
 from .probes.gradients import hidden_grad_norms
 from .runtime import seed_everything
 
 __all__ = ["gradient_flow_explorer"]
+
+# the three nets the gradient-flow chapter compares (not every skip kind of the library)
+_ARCHITECTURES = ("plain", "plain_bn", "residual")
 
 
 def gradient_flow_explorer(x: torch.Tensor, y: torch.Tensor, *, n_classes: int,
@@ -33,10 +39,6 @@ def gradient_flow_explorer(x: torch.Tensor, y: torch.Tensor, *, n_classes: int,
     Returns:
         An ``ipywidgets.VBox`` to display.
     """
-    import ipywidgets as widgets
-    import plotly.graph_objects as go
-    from IPython.display import display
-
     activation = widgets.Dropdown(options=list(ACTIVATIONS), value="sigmoid",
                                   description="activation")
     init = widgets.Dropdown(options=[(_label(i), i) for i in INITS], value="xavier",
@@ -48,9 +50,11 @@ def gradient_flow_explorer(x: torch.Tensor, y: torch.Tensor, *, n_classes: int,
     out = widgets.Output()
     xs, ys = x.double().flatten(1), y
 
+    colours = trace_colours(_ARCHITECTURES)
+
     def redraw(*_):
         fig = go.Figure()
-        for n, arch in enumerate(ARCHITECTURES):
+        for arch in _ARCHITECTURES:
             seed_everything(seed)
             config = MLPConfig(xs.shape[1], n_classes, depth=depth.value, width=width.value,
                                activation=activation.value, init=init.value,
@@ -58,7 +62,7 @@ def gradient_flow_explorer(x: torch.Tensor, y: torch.Tensor, *, n_classes: int,
             model = DeepMLP(config).to(xs.device).double()
             norms = hidden_grad_norms(model, xs, ys).numpy()
             fig.add_trace(go.Scatter(y=norms, x=list(range(1, len(norms) + 1)),
-                                     name=_label(arch), line={"color": _colour(arch, n)}))
+                                     name=_label(arch), line={"color": colours[arch]}))
         fig.update_layout(yaxis_type="log", height=380, xaxis_title="hidden layer",
                           yaxis_title="||dL/dh||", margin={"t": 30})
         out.clear_output(wait=True)

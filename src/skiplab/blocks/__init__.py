@@ -1,4 +1,8 @@
-"""Building blocks, one family per module, plain twins beside skip versions."""
+"""Building blocks, one family per module, plain twins beside skip versions.
+
+Every block with a skip takes ``skip=`` (a key of :data:`SKIPS`), and the norm and the
+activation as callables (``norm_layer=``, ``act_layer=``).
+"""
 
 from .attention import MultiHeadAttention, attention, causal_mask, merge_masks
 from .dense import DenseBlock, DenseLayer, Transition
@@ -20,16 +24,35 @@ from .residual import (
     PlainBasicBlock,
     ShortcutA,
     ShortcutB,
+    inplace_relu,
     make_shortcut,
 )
-from .transformer import NORMS, DecoderBlock, EncoderBlock, FeedForward, PositionalEncoding
+from .skips import (
+    NORM_PLACEMENTS,
+    SKIPS,
+    IdentitySkip,
+    NoSkip,
+    ReZero,
+    Skip,
+    check_norm_placement,
+    check_skip,
+    make_skip,
+)
+from .transformer import DecoderBlock, EncoderBlock, FeedForward, PositionalEncoding
+from .unet import (
+    LONG_SKIPS,
+    DecoderStage,
+    DoubleConv,
+    EncoderStage,
+    center_crop,
+    merge_long_skip,
+)
 
 __all__ = [
     "DecoderBlock",
     "EncoderBlock",
     "FeedForward",
     "MultiHeadAttention",
-    "NORMS",
     "PositionalEncoding",
     "attention",
     "causal_mask",
@@ -46,6 +69,7 @@ __all__ = [
     "PlainBasicBlock",
     "ShortcutA",
     "ShortcutB",
+    "inplace_relu",
     "make_shortcut",
     "ACTIVATIONS",
     "INITS",
@@ -53,4 +77,19 @@ __all__ = [
     "ResidualLinearBlock",
     "init_linear_",
     "make_activation",
+    "IdentitySkip",
+    "NORM_PLACEMENTS",
+    "NoSkip",
+    "ReZero",
+    "SKIPS",
+    "Skip",
+    "check_norm_placement",
+    "check_skip",
+    "make_skip",
+    "LONG_SKIPS",
+    "DecoderStage",
+    "DoubleConv",
+    "EncoderStage",
+    "center_crop",
+    "merge_long_skip",
 ]

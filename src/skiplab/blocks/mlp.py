@@ -1,11 +1,17 @@
-"""Fully connected blocks: a plain layer and its residual twin.
+"""Fully connected blocks: a plain layer and its twin with a skip.
 
 Plain:    h' = act(norm(W h + b))
-Residual: h' = h + act(norm(W h + b))      (the skip path is ``self.shortcut``, an identity)
+Residual: h' = skip(h, act(norm(W h + b)))     ``skip="residual"``: h + act(norm(W h + b))
 
-The residual block's Jacobian is I + dF/dh, so the gradient reaching h is the gradient of h'
-plus what the branch passes back: dL/dh = dL/dh' (dF/dh + I). Even when dF/dh is tiny
-(a saturated sigmoid) the identity term carries the gradient through unchanged.
+The skip path is ``self.shortcut`` (an identity) and ``self.skip`` combines it with the
+branch, one of the kinds of :data:`~skiplab.blocks.skips.SKIPS`. The residual block's
+Jacobian is I + dF/dh, so the gradient reaching h is the gradient of h' plus what the
+branch passes back: dL/dh = dL/dh' (dF/dh + I). Even when dF/dh is tiny (a saturated
+sigmoid) the identity term carries the gradient through unchanged.
+
+The blocks take the norm and the activation as callables (``norm_layer=nn.BatchNorm1d``,
+``act_layer=nn.Tanh``), as torchvision's blocks do; configurations name them instead
+(``activation="tanh"``), and :data:`ACTIVATIONS` maps the names to the callables.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from ..validation import check_choice
+from .skips import make_skip
 
 __all__ = [
     "ACTIVATIONS",
@@ -40,9 +49,7 @@ INITS: tuple[str, ...] = ("normal", "xavier", "kaiming")
 
 def make_activation(name: str) -> nn.Module:
     """A fresh activation module by name; a clear error for unknown names."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation={name!r} is not known; accepted: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
+    return ACTIVATIONS[check_choice("activation", name, ACTIVATIONS)]()
 
 
 def init_linear_(layer: nn.Linear, scheme: str) -> nn.Linear:
@@ -55,14 +62,13 @@ def init_linear_(layer: nn.Linear, scheme: str) -> nn.Linear:
     - ``kaiming``: He et al. (2015), Var = 2 / fan_in, which compensates for ReLU zeroing
       half its inputs.
     """
+    check_choice("init", scheme, INITS)
     if scheme == "normal":
         nn.init.normal_(layer.weight, mean=0.0, std=1.0)
     elif scheme == "xavier":
         nn.init.xavier_normal_(layer.weight)
-    elif scheme == "kaiming":
-        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
     else:
-        raise ValueError(f"init={scheme!r} is not known; accepted: {', '.join(INITS)}")
+        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
     return layer
@@ -73,44 +79,59 @@ class PlainLinearBlock(nn.Module):
 
     Args:
         in_features, out_features: widths of h and h'.
-        activation: ``sigmoid``, ``tanh`` or ``relu``.
         init: weight initialisation, see :func:`init_linear_`.
-        norm: add BatchNorm1d between the linear map and the activation.
+        norm_layer: builds the norm from the width, e.g. ``nn.BatchNorm1d``; None for no
+            norm.
+        act_layer: builds the activation, e.g. ``nn.Tanh``.
 
     Shapes: (B, in_features) -> (B, out_features).
     """
 
-    def __init__(self, in_features: int, out_features: int, *, activation: Activation = "relu",
-                 init: Init = "kaiming", norm: bool = False):
+    def __init__(self, in_features: int, out_features: int, *, init: Init = "kaiming",
+                 norm_layer: Callable[[int], nn.Module] | None = None,
+                 act_layer: Callable[[], nn.Module] = nn.ReLU):
         super().__init__()
         self.linear = init_linear_(nn.Linear(in_features, out_features), init)
-        self.norm = nn.BatchNorm1d(out_features) if norm else nn.Identity()
-        self.act = make_activation(activation)
+        self.norm = norm_layer(out_features) if norm_layer is not None else nn.Identity()
+        self.act = act_layer()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.linear(x)))
 
 
 class ResidualLinearBlock(nn.Module):
-    """h' = h + act(norm(W h + b)): the plain block with an identity skip around it.
+    """h' = skip(h, act(norm(W h + b))): the plain block with a skip around it.
+
+    Args:
+        features: width of h and h'.
+        skip: how the branch meets the stream, a key of
+            :data:`~skiplab.blocks.skips.SKIPS` (``"residual"``: h + F(h)).
+        init, norm_layer, act_layer: as :class:`PlainLinearBlock`.
 
     Shapes: (B, features) -> (B, features).
     """
 
-    def __init__(self, features: int, *, activation: Activation = "relu",
-                 init: Init = "kaiming", norm: bool = False):
+    def __init__(self, features: int, *, skip: str = "residual", init: Init = "kaiming",
+                 norm_layer: Callable[[int], nn.Module] | None = None,
+                 act_layer: Callable[[], nn.Module] = nn.ReLU):
         super().__init__()
-        self.branch = PlainLinearBlock(features, features, activation=activation, init=init,
-                                       norm=norm)
+        self.branch = PlainLinearBlock(features, features, init=init, norm_layer=norm_layer,
+                                       act_layer=act_layer)
         self.shortcut = nn.Identity()
+        self.skip = make_skip(skip, features, channel_dim=-1)
 
     @property
     def linear(self) -> nn.Linear:
         return self.branch.linear
 
+    @property
+    def residual(self) -> bool:
+        """Whether the stream reaches the output (False for ``skip="none"``)."""
+        return self.skip.residual
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        return self.shortcut(x) + self.branch(x)
+        return self.skip(self.shortcut(x), self.branch(x))
 
     def _check_input(self, x: torch.Tensor) -> None:
         # the sum needs x and the branch's output to have the same shape: say so clearly

@@ -1,15 +1,19 @@
-"""Transformer blocks (Vaswani et al. 2017) with the LayerNorm after or before each sub-layer.
+"""Transformer blocks (Vaswani et al. 2017) with the norm after or before each sub-layer.
 
 Each sub-layer F (self-attention, cross-attention, feed-forward) reads the *residual
-stream* x and adds to it. Where the LayerNorm sits is the ``norm`` switch:
+stream* x and adds to it through its skip (``skip1``, ``skip2``, ``skip3``, one kind of
+:data:`~skiplab.blocks.skips.SKIPS` for the whole block, ``skip="residual"`` by default:
+``skip(x, F) = x + F``). Where the LayerNorm sits is the ``norm`` placement:
 
-- ``"post"`` (the original): ``x = LN(x + F(x))``, a LayerNorm on the stream after every
-  addition;
-- ``"pre"`` (Xiong et al. 2020): ``x = x + F(LN(x))``, the stream itself is never
+- ``"post"`` (the original): ``x = LN(skip(x, F(x)))``, a LayerNorm on the stream after
+  every addition;
+- ``"pre"`` (Xiong et al. 2020): ``x = skip(x, F(LN(x)))``, the stream itself is never
   normalised inside the stack (a pre-norm model puts one LayerNorm after its last block).
 
-``residual=False`` removes the additions (``x = LN(F(x))`` and ``x = F(LN(x))``): the
-same block without its skip connections.
+``skip="none"`` removes the additions (``x = LN(F(x))`` and ``x = F(LN(x))``): the same
+block without its skip connections. The norm itself is injectable (``norm_layer``, default
+``nn.LayerNorm`` with the given eps and bias), and so is the feed-forward network's
+activation (``act_layer``, default ``nn.ReLU``).
 
 The parameter names match :class:`torch.nn.TransformerEncoderLayer` /
 ``TransformerDecoderLayer`` where they can (``norm1``, ``linear1``...), and
@@ -18,24 +22,20 @@ The parameter names match :class:`torch.nn.TransformerEncoderLayer` /
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Literal
 
 import torch
 from torch import nn
 
 from .attention import MultiHeadAttention
+from .skips import Skip, check_norm_placement, make_skip
 
-__all__ = ["DecoderBlock", "EncoderBlock", "FeedForward", "NORMS", "PositionalEncoding"]
+__all__ = ["DecoderBlock", "EncoderBlock", "FeedForward", "PositionalEncoding"]
 
 Norm = Literal["post", "pre"]
-NORMS: tuple[str, ...] = ("post", "pre")
-_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
-
-
-def _check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"norm={norm!r} is not known; accepted: 'post' (x = LN(x + F(x))), "
-                         "'pre' (x = x + F(LN(x)))")
+NormLayer = Callable[[int], nn.Module]
 
 
 class PositionalEncoding(nn.Module):
@@ -64,16 +64,17 @@ class PositionalEncoding(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Position-wise feed-forward network: linear2(dropout(act(linear1(x)))), (..., D) -> (..., D)."""
+    """Position-wise feed-forward network: linear2(dropout(act(linear1(x)))).
 
-    def __init__(self, d_model: int, d_ff: int, *, activation: str = "relu",
+    ``act_layer`` builds the activation (``nn.ReLU``, ``nn.GELU``...). Shapes: (..., D) ->
+    (..., D).
+    """
+
+    def __init__(self, d_model: int, d_ff: int, *, act_layer: Callable[[], nn.Module] = nn.ReLU,
                  dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation={activation!r} is not known; accepted: "
-                             f"{', '.join(_ACTIVATIONS)}")
         self.linear1 = nn.Linear(d_model, d_ff, bias=bias)
-        self.activation = _ACTIVATIONS[activation]()
+        self.activation = act_layer()
         self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
 
@@ -82,51 +83,61 @@ class FeedForward(nn.Module):
 
 
 class _Block(nn.Module):
-    """What encoder and decoder blocks share: the norm switch and the residual addition."""
+    """What encoder and decoder blocks share: the norm placement, the skips, the input check."""
 
     norm: str
-    residual: bool
+    d_model: int
+    skip1: Skip
 
-    def add(self, stream: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-        """The skip connection: the branch's output is added to the stream (or replaces it)."""
-        return stream + branch if self.residual else branch
+    @property
+    def residual(self) -> bool:
+        """Whether the sub-layers keep the stream (False for ``skip="none"``)."""
+        return self.skip1.residual
 
     def _check_input(self, x: torch.Tensor, name: str = "input") -> None:
-        d_model = self.norm1.normalized_shape[0]
-        if x.dim() != 3 or x.shape[-1] != d_model:
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"{name} has shape {tuple(x.shape)}; expected (batch, length, "
-                             f"{d_model}) (batch first)")
+                             f"{self.d_model}) (batch first)")
+
+
+def _layer_norm(norm_layer: NormLayer | None, eps: float, bias: bool) -> NormLayer:
+    return norm_layer if norm_layer is not None else partial(nn.LayerNorm, eps=eps, bias=bias)
 
 
 class EncoderBlock(_Block):
-    """Self-attention then feed-forward, each with a skip and a LayerNorm: (B, T, D) -> (B, T, D).
+    """Self-attention then feed-forward, each with a skip and a norm: (B, T, D) -> (B, T, D).
 
     Args:
         d_model: width D of the residual stream.
         n_heads: attention heads (D must be divisible by it).
         d_ff: hidden width of the feed-forward network (default 4·D).
         norm: ``"post"`` or ``"pre"`` (see the module docstring).
-        residual: ``False`` removes both skip connections.
-        dropout: on the attention weights and on each branch's output before the addition.
-        activation: ``"relu"`` or ``"gelu"`` in the feed-forward network.
+        skip: a key of :data:`~skiplab.blocks.skips.SKIPS`; ``"none"`` removes both skips.
+        dropout: on the attention weights and on each branch's output before the skip.
+        act_layer: builds the feed-forward network's activation (``nn.ReLU``, ``nn.GELU``).
+        norm_layer: builds a norm from D (default ``nn.LayerNorm`` with ``layer_norm_eps``
+            and ``bias``).
         fast: attention through PyTorch's fused kernel (see :class:`MultiHeadAttention`).
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, *,
-                 norm: Norm = "pre", residual: bool = True, dropout: float = 0.0,
-                 activation: str = "relu", layer_norm_eps: float = 1e-5, bias: bool = True,
-                 fast: bool = True):
+                 norm: Norm = "pre", skip: str = "residual", dropout: float = 0.0,
+                 act_layer: Callable[[], nn.Module] = nn.ReLU,
+                 norm_layer: NormLayer | None = None, layer_norm_eps: float = 1e-5,
+                 bias: bool = True, fast: bool = True):
         super().__init__()
-        _check_norm(norm)
-        self.norm, self.residual = norm, residual
+        self.norm, self.d_model = check_norm_placement(norm), d_model
         self.self_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout,
                                             fast=fast)
-        self.ff = FeedForward(d_model, d_ff or 4 * d_model, activation=activation,
+        self.ff = FeedForward(d_model, d_ff or 4 * d_model, act_layer=act_layer,
                               dropout=dropout, bias=bias)
-        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        norm_layer = _layer_norm(norm_layer, layer_norm_eps, bias)
+        self.norm1 = norm_layer(d_model)
+        self.norm2 = norm_layer(d_model)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
+        self.skip1 = make_skip(skip, d_model, channel_dim=-1)
+        self.skip2 = make_skip(skip, d_model, channel_dim=-1)
 
     def forward(self, x: torch.Tensor, *, attn_mask: torch.Tensor | None = None,
                 key_padding_mask: torch.Tensor | None = None,
@@ -138,15 +149,15 @@ class EncoderBlock(_Block):
         return self.forward_pre(x, **masks)
 
     def forward_post(self, x: torch.Tensor, **masks) -> torch.Tensor:
-        """Post-norm: x = LN(x + F(x)) for each sub-layer."""
-        x = self.norm1(self.add(x, self.dropout1(self.self_attn(x, **masks))))
-        x = self.norm2(self.add(x, self.dropout2(self.ff(x))))
+        """Post-norm: x = LN(skip(x, F(x))) for each sub-layer, LN(x + F(x)) by default."""
+        x = self.norm1(self.skip1(x, self.dropout1(self.self_attn(x, **masks))))
+        x = self.norm2(self.skip2(x, self.dropout2(self.ff(x))))
         return x
 
     def forward_pre(self, x: torch.Tensor, **masks) -> torch.Tensor:
-        """Pre-norm: x = x + F(LN(x)) for each sub-layer."""
-        x = self.add(x, self.dropout1(self.self_attn(self.norm1(x), **masks)))
-        x = self.add(x, self.dropout2(self.ff(self.norm2(x))))
+        """Pre-norm: x = skip(x, F(LN(x))) for each sub-layer, x + F(LN(x)) by default."""
+        x = self.skip1(x, self.dropout1(self.self_attn(self.norm1(x), **masks)))
+        x = self.skip2(x, self.dropout2(self.ff(self.norm2(x))))
         return x
 
 
@@ -160,24 +171,28 @@ class DecoderBlock(_Block):
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, *,
-                 norm: Norm = "pre", residual: bool = True, dropout: float = 0.0,
-                 activation: str = "relu", layer_norm_eps: float = 1e-5, bias: bool = True,
-                 fast: bool = True):
+                 norm: Norm = "pre", skip: str = "residual", dropout: float = 0.0,
+                 act_layer: Callable[[], nn.Module] = nn.ReLU,
+                 norm_layer: NormLayer | None = None, layer_norm_eps: float = 1e-5,
+                 bias: bool = True, fast: bool = True):
         super().__init__()
-        _check_norm(norm)
-        self.norm, self.residual = norm, residual
+        self.norm, self.d_model = check_norm_placement(norm), d_model
         self.self_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout,
                                             fast=fast)
         self.cross_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout,
                                              fast=fast)
-        self.ff = FeedForward(d_model, d_ff or 4 * d_model, activation=activation,
+        self.ff = FeedForward(d_model, d_ff or 4 * d_model, act_layer=act_layer,
                               dropout=dropout, bias=bias)
-        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
-        self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
+        norm_layer = _layer_norm(norm_layer, layer_norm_eps, bias)
+        self.norm1 = norm_layer(d_model)
+        self.norm2 = norm_layer(d_model)
+        self.norm3 = norm_layer(d_model)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
+        self.skip1 = make_skip(skip, d_model, channel_dim=-1)
+        self.skip2 = make_skip(skip, d_model, channel_dim=-1)
+        self.skip3 = make_skip(skip, d_model, channel_dim=-1)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, *,
                 tgt_mask: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
@@ -192,11 +207,11 @@ class DecoderBlock(_Block):
                    is_causal=tgt_is_causal)
         cross = dict(attn_mask=memory_mask, key_padding_mask=memory_key_padding_mask)
         if self.norm == "post":
-            x = self.norm1(self.add(x, self.dropout1(self.self_attn(x, **own))))
-            x = self.norm2(self.add(x, self.dropout2(self.cross_attn(x, memory, **cross))))
-            x = self.norm3(self.add(x, self.dropout3(self.ff(x))))
+            x = self.norm1(self.skip1(x, self.dropout1(self.self_attn(x, **own))))
+            x = self.norm2(self.skip2(x, self.dropout2(self.cross_attn(x, memory, **cross))))
+            x = self.norm3(self.skip3(x, self.dropout3(self.ff(x))))
         else:
-            x = self.add(x, self.dropout1(self.self_attn(self.norm1(x), **own)))
-            x = self.add(x, self.dropout2(self.cross_attn(self.norm2(x), memory, **cross)))
-            x = self.add(x, self.dropout3(self.ff(self.norm3(x))))
+            x = self.skip1(x, self.dropout1(self.self_attn(self.norm1(x), **own)))
+            x = self.skip2(x, self.dropout2(self.cross_attn(self.norm2(x), memory, **cross)))
+            x = self.skip3(x, self.dropout3(self.ff(self.norm3(x))))
         return x

@@ -7,8 +7,11 @@ escapes a checker (see :func:`~skiplab.checks.core.guarded`). Each takes ``hidde
 for the grader's hidden check: the same properties on further sizes.
 
 One module per exercise over a shared core (:mod:`~skiplab.checks.core`, with
-:mod:`~skiplab.checks.tracing` to look inside a forward pass); :mod:`~skiplab.checks.integrity`
-guards the grading kernel (see ``book/teachers.md``).
+:mod:`~skiplab.checks.tracing` to look inside a forward pass); three exercises keep a part in
+a sibling module (:mod:`~skiplab.checks.basic_block_formula`,
+:mod:`~skiplab.checks.landscape_cases`, :mod:`~skiplab.checks.lesion_compare`), so that no
+module passes 400 lines. :mod:`~skiplab.checks.integrity` guards the grading kernel (see
+``book/teachers.md``).
 """
 
 from .basic_block import check_basic_block

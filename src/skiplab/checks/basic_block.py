@@ -8,30 +8,32 @@ conv1's output), conv2, bn2 and the projection, and requires each link of the fo
 between them; a broken link names the mistake (a missing middle ReLU, conv -> ReLU -> BN,
 BatchNorm before its conv or after the addition, a ReLU on the shortcut or inside the
 projection, ...). Then autograd's gradient must be the function's true slope, so that a
-shortcut that carries no gradient (``x.detach()``, ``x.data``) fails.
+shortcut that carries no gradient (``x.detach()``, ``x.data``) fails. The formula's links
+are checked in :mod:`~skiplab.checks.basic_block_formula`; the crashes, shapes, parameter
+count and slope here.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .core import (Checker, PropertyChecker, close, count_parameters, gradients_reach, guarded,
-                   materialise, shape_mismatch)
-from .tracing import Call, LayerTrace, first_close, random_slope, slope_ok
+from .basic_block_formula import (  # noqa: F401 - the property names, importable from here
+    P_ADD, P_BN_ADD, P_CARRIES, P_FINAL, P_FORMULA, P_MIDDLE, P_NO_RELU, P_ORDER, P_PROJ,
+    P_SC_RELU, P_SKIP, P_TYPES, Case, Config, check_formula)
+from .basic_block_formula import block_label as _label
+from .basic_block_formula import reshapes as _reshapes
+from .core import (Checker, PropertyChecker, count_parameters, eval_twin, gradients_reach,
+                   guarded, materialise, shape_mismatch)
+from .tracing import LayerTrace, random_slope, slope_ok
 
 __all__ = ["check_basic_block"]
 
 BlockFactory = Callable[[int, int, int], nn.Module]
 """``block_cls(in_channels, out_channels, stride)``: a class or any callable making a module."""
-
-Config = tuple[int, int, int]
-Case = tuple[Config, tuple[int, int]]   # ((in, out, stride), (H, W))
 
 _CASES: tuple[Case, ...] = (((8, 8, 1), (6, 8)), ((8, 16, 2), (6, 8)),
                             ((4, 12, 1), (5, 7)), ((6, 6, 2), (7, 5)))
@@ -39,28 +41,7 @@ _HIDDEN_CASES: tuple[Case, ...] = (((5, 5, 1), (9, 7)), ((3, 7, 2), (9, 9)),
                                    ((7, 7, 2), (8, 11)), ((6, 10, 1), (4, 5)))
 _BATCH = 2
 
-P_TYPES = "layer types: two 3x3 convs, their BatchNorms, a 1x1 projection"
-P_ORDER = "conv -> BatchNorm -> ReLU order"
-P_MIDDLE = "ReLU between the two convolutions"
-P_BN_ADD = "BatchNorm before the addition"
-P_PROJ = "projection is conv -> BatchNorm"
-P_SC_RELU = "no ReLU on the shortcut"
-P_ADD = "addition before the final ReLU"
-P_FINAL = "output non-negative (final ReLU)"
-P_SKIP = "skip connection exists"
-P_CARRIES = "shortcut carries the input"
-P_NO_RELU = "no ReLU before the addition"
-P_FORMULA = "matches relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))"
 P_GRAD = "gradient flows through the shortcut and the branch"
-
-
-def _label(case: Case) -> str:
-    (c_in, c_out, stride), (h, w) = case
-    return f"block_cls({c_in}, {c_out}, {stride}) on (2, {c_in}, {h}, {w})"
-
-
-def _reshapes(cfg: Config) -> bool:
-    return cfg[0] != cfg[1] or cfg[2] != 1
 
 
 def _out_shape(case: Case) -> tuple[int, int, int, int]:
@@ -107,8 +88,8 @@ def check_basic_block(block_cls: BlockFactory, *, hidden: bool = False) -> str:
     _check_parameter_count(check, blocks)
     for case, (x, out) in outs.items():
         _check_gradients(check, case, blocks[case], x, out)
-        twin = _eval_twin(blocks[case])
-        _check_formula(check, case, twin, xs[case])
+        twin = eval_twin(blocks[case])
+        check_formula(check, case, twin, xs[case])
         _check_slope(check, case, twin, xs[case])
     return check.report()
 
@@ -259,192 +240,6 @@ def _check_parameter_count(check: Checker, blocks: dict[Case, nn.Module]) -> Non
         check.fail(prop, f"block_cls{case[0]} has {base} parameters (two 3x3 convs {c}->{c} "
                    f"and two BatchNorms; +{c} per conv bias)", f"{n} parameters", hint)
     check.ok(prop)
-
-
-def _eval_twin(block: nn.Module) -> nn.Module:
-    """A copy in eval mode whose BatchNorms have random affine parameters and statistics, so
-    that no BatchNorm is close to the identity and every ordering mistake shows."""
-    twin = copy.deepcopy(block)
-    with torch.no_grad():
-        for bn in twin.modules():
-            if not isinstance(bn, _BatchNorm):
-                continue
-            if bn.weight is not None:
-                bn.weight.uniform_(0.6, 1.4)
-                bn.bias.normal_(0.0, 0.5)
-            if bn.running_mean is not None and bn.running_var is not None:
-                bn.running_mean.normal_(0.0, 0.3)
-                bn.running_var.uniform_(0.5, 1.5)
-    return twin.eval()
-
-
-def _option_a(x: torch.Tensor, cfg: Config) -> list[torch.Tensor]:
-    """Parameter-free shortcuts: subsample by the stride, zero channels before/after."""
-    c_in, c_out, stride = cfg
-    sub = x[..., ::stride, ::stride]
-    extra = c_out - c_in
-    if extra < 0:
-        return []
-    return [F.pad(sub, (0, 0, 0, 0, left, extra - left))
-            for left in sorted({0, extra // 2, extra - extra // 2, extra})]
-
-
-def _check_formula(check: Checker, case: Case, twin: nn.Module, x: torch.Tensor) -> None:
-    """Rebuild relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)) from the recorded layers."""
-    cfg, label = case[0], _label(case)
-    trace = LayerTrace()
-    with torch.no_grad(), trace:
-        out = twin(x.clone())
-    k3, k1, norms = trace.convs((3, 3)), trace.convs((1, 1)), trace.norms()
-    _check_types(check, case, trace, k3, k1, norms)
-
-    conv1 = first_close(k3, x)
-    if conv1 is None:
-        if first_close(norms, x) is not None:
-            check.fail(P_ORDER, f"{label}: conv1 reads x, bn1 reads conv1's output",
-                       "a BatchNorm reads the block's input x",
-                       "BatchNorm placed before its conv: the order is conv -> BatchNorm -> "
-                       "ReLU, h = relu(bn1(conv1(x)))")
-        check.fail(P_ORDER, f"{label}: the first 3x3 convolution reads x itself",
-                   "no 3x3 convolution reads x", "conv1 reads the block's input x")
-    assert conv1 is not None
-    conv2 = next(c for c in k3 if c is not conv1)
-    bn1 = _norm_after(check, label, norms, conv1, "conv1")
-    h = torch.relu(bn1.output)
-    if not close(conv2.input, h):
-        if close(conv2.input, bn1.output):
-            check.fail(P_MIDDLE, f"{label}: conv2 reads h = relu(bn1(conv1(x)))",
-                       "conv2 reads bn1's output directly",
-                       "the middle ReLU is missing: h = relu(bn1(conv1(x))), then conv2(h)")
-        check.fail(P_MIDDLE, f"{label}: conv2 reads h = relu(bn1(conv1(x)))",
-                   "conv2 reads something else", "conv2 reads relu(bn1(conv1(x)))")
-    check.ok(P_MIDDLE)
-    shortcuts = _shortcuts(check, case, x, k1, norms, exclude=(bn1,))
-    bn2 = first_close(norms, conv2.output, exclude=(bn1,))
-    if bn2 is None:
-        if any(first_close(norms, conv2.output + s) for s in shortcuts
-               if s.shape == conv2.output.shape):
-            check.fail(P_BN_ADD, f"{label}: bn2 normalises conv2's output, then the shortcut "
-                       "is added", "the BatchNorm reads conv2(h) + shortcut(x)",
-                       "bn2 comes after the addition: normalise the branch alone, then add the "
-                       "shortcut, relu(bn2(conv2(h)) + shortcut(x))")
-    bn2 = _norm_after(check, label, norms, conv2, "conv2", exclude=(bn1,))
-    check.ok(P_ORDER)
-    check.ok(P_BN_ADD)
-    check.ok(P_PROJ)
-    _check_output(check, case, out, bn2.output, h, shortcuts)
-
-
-def _check_types(check: Checker, case: Case, trace: LayerTrace, k3: list[Call],
-                 k1: list[Call], norms: list[Call]) -> None:
-    cfg, label = case[0], _label(case)
-    used = "; ".join(c.describe() for c in trace.calls) or "no convolution or BatchNorm"
-    expected = (f"{label}: two 3x3 convolutions, a BatchNorm after each"
-                + (", and a 1x1 projection (optional BatchNorm)" if _reshapes(cfg) else ""))
-    other = [c for c in trace.convs() if c.kernel not in ((3, 3), (1, 1))]
-    if other:
-        check.fail(P_TYPES, expected, used, f"the block uses {other[0].describe()}: the "
-                   "branch's convolutions are 3x3 (padding 1), the projection 1x1")
-    if len(k3) == 3 and _reshapes(cfg) and not k1:
-        check.fail(P_TYPES, expected, used, "a 3x3 projection: the projection shortcut is a "
-                   "1x1 convolution (kernel_size=1, stride=stride), then BatchNorm")
-    if len(k3) != 2:
-        check.fail(P_TYPES, expected, used, "the branch has exactly two 3x3 convolutions "
-                   "(use nn.Conv2d or F.conv2d)")
-    if len(k1) > (1 if _reshapes(cfg) else 0):
-        check.fail(P_TYPES, expected, used, "only the projection is a 1x1 convolution, and only "
-                   "where the shape changes")
-    if len(norms) < 2:
-        check.fail(P_TYPES, expected, used, "a BatchNorm is missing: each 3x3 convolution is "
-                   "followed by a BatchNorm (nn.BatchNorm2d(out_channels))")
-    if len(norms) > 2 + len(k1):
-        check.fail(P_TYPES, expected, used, "an extra BatchNorm: one after each convolution, "
-                   "none on x or on the sum")
-    check.ok(P_TYPES)
-
-
-def _norm_after(check: Checker, label: str, norms: list[Call], conv: Call, name: str,
-                exclude: tuple[Call, ...] = ()) -> Call:
-    bn = first_close(norms, conv.output, exclude=exclude)
-    if bn is not None:
-        return bn
-    expected = f"{label}: a BatchNorm reads {name}'s output"
-    if first_close(norms, torch.relu(conv.output), exclude=exclude) is not None:
-        check.fail(P_ORDER, expected, f"a BatchNorm reads relu({name}(...))",
-                   "conv -> ReLU -> BN: the ReLU comes after the BatchNorm, "
-                   "relu(bn(conv(...)))")
-    check.fail(P_ORDER, expected, f"no BatchNorm reads {name}'s output",
-               "each 3x3 convolution is followed directly by its BatchNorm")
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _shortcuts(check: Checker, case: Case, x: torch.Tensor, k1: list[Call],
-               norms: list[Call], exclude: tuple[Call, ...]) -> list[torch.Tensor]:
-    """What the shortcut may be: x, the recorded projection, or option A."""
-    cfg, label = case[0], _label(case)
-    if not _reshapes(cfg):
-        return [x]
-    if not k1:
-        return _option_a(x, cfg)
-    proj = k1[0]
-    if not close(proj.input, x):
-        check.fail(P_PROJ, f"{label}: the projection's 1x1 conv reads x",
-                   "it reads something else", "the projection reads the block's input x")
-    pn = first_close(norms, proj.output, exclude=exclude)
-    if pn is not None:
-        return [pn.output]
-    if first_close(norms, torch.relu(proj.output), exclude=exclude) is not None:
-        check.fail(P_PROJ, f"{label}: the projection is conv -> BatchNorm",
-                   "a ReLU sits between the projection's conv and its BatchNorm",
-                   "ReLU inside the projection shortcut: the projection is a 1x1 conv then "
-                   "BatchNorm, with no ReLU")
-    return [proj.output]
-
-
-def _check_output(check: Checker, case: Case, out: torch.Tensor, b2: torch.Tensor,
-                  h: torch.Tensor, shortcuts: list[torch.Tensor]) -> None:
-    cfg, label = case[0], _label(case)
-    if any(close(out, torch.relu(b2 + s)) for s in shortcuts):
-        for prop in (P_SC_RELU, P_ADD, P_FINAL, P_SKIP, P_CARRIES, P_NO_RELU, P_FORMULA):
-            check.ok(prop)
-        return
-    expected = f"{label} returns relu(bn2(conv2(h)) + shortcut(x))"
-    projection = _reshapes(cfg)
-    diagnoses = [
-        (lambda s: torch.relu(b2) + s, P_ADD, "it returns relu(bn2(conv2(h))) + shortcut(x)",
-         "apply the final ReLU after adding the shortcut, not to the branch alone: "
-         "relu(bn2(conv2(h)) + shortcut(x))"),
-        (lambda s: b2 + s, P_FINAL, "it returns bn2(conv2(h)) + shortcut(x), with negative "
-         "entries", "apply a ReLU to the sum: return relu(branch(x) + shortcut(x))"),
-        (lambda s: torch.relu(torch.relu(b2) + s), P_NO_RELU,
-         "it returns relu(relu(bn2(conv2(h))) + shortcut(x))",
-         "the branch ends with BatchNorm, no ReLU: relu(bn2(conv2(h)) + x)"),
-        (lambda s: torch.relu(b2 + torch.relu(s)), P_SC_RELU,
-         "it returns relu(bn2(conv2(h)) + relu(shortcut(x)))",
-         "a ReLU inside the projection shortcut (or on it): the projection is conv -> "
-         "BatchNorm and is added as it is" if projection else
-         "a ReLU on the shortcut before the sum: add x itself, relu(bn2(conv2(h)) + x)"),
-    ]
-    for make, prop, measured, hint in diagnoses:
-        if any(close(out, make(s)) for s in shortcuts):
-            check.fail(prop, expected, measured, hint)
-    if close(out, torch.relu(b2)):
-        check.fail(P_SKIP, expected, "it returns relu(bn2(conv2(h))): no shortcut is added",
-                   "add the shortcut: relu(branch(x) + x); without it this is a plain block"
-                   if not projection else
-                   "the shape-changing block needs a shortcut too: a projection of x (1x1 "
-                   "conv with the stride, + BatchNorm) added before the final ReLU")
-    if close(out, torch.relu(b2 + h)):
-        check.fail(P_CARRIES, expected, "it adds h = relu(bn1(conv1(x))) instead of x",
-                   "add the block's input x itself (kept before conv1), not an intermediate "
-                   "result, and leave it unchanged")
-    implied = out - b2
-    check.fail(P_CARRIES if not projection else P_FORMULA, expected,
-               f"out - bn2(conv2(h)) differs from every expected shortcut (by up to "
-               f"{min(float((implied - s).abs().max()) for s in shortcuts):.3g})"
-               if shortcuts else "no parameter-free shortcut matches",
-               "add x itself where the shapes agree, its projection (1x1 conv with the "
-               "stride, then BatchNorm) where they do not, before the final ReLU")
 
 
 def _check_slope(check: Checker, case: Case, twin: nn.Module, x: torch.Tensor) -> None:

@@ -23,20 +23,26 @@ person at the keyboard stopping a check that hangs, and a checker must not swall
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+# The library's count (all parameters, trainable or not, as the checkers' own count did);
+# imported here so that it stays importable from the core as before.
+from ..models.registry import count_parameters
 
 __all__ = ["CheckFailed", "Checker", "PropertyChecker", "close", "count_parameters",
-           "gradients_reach", "guarded", "materialise", "max_diff", "same_tensor", "say",
-           "seeded", "shape_mismatch"]
+           "eval_twin", "fmt_values", "gradients_reach", "guarded", "materialise", "max_diff",
+           "same_tensor", "say", "seeded", "shape_mismatch"]
 
 _HERE = Path(__file__).resolve().parent
 F = TypeVar("F", bound=Callable[..., str])
@@ -75,7 +81,8 @@ def shape_mismatch(error: BaseException) -> tuple[str, int] | None:
     return None
 
 
-def _crash_hint(error: BaseException) -> str:
+def _uncaught_crash_hint(error: BaseException) -> str:
+    """Hint for an exit, or a crash no property's own hint covers (see :func:`guarded`)."""
     if isinstance(error, SystemExit):
         return ("remove sys.exit() / exit() / quit(): the checked code must return its result, "
                 "and exiting would end the whole notebook run")
@@ -130,7 +137,7 @@ class Checker:
             raise
         except BaseException as error:  # noqa: BLE001 - any crash in student code is reported
             if isinstance(error, (SystemExit, GeneratorExit)):
-                text = _crash_hint(error)
+                text = _uncaught_crash_hint(error)
             else:
                 text = hint(error) if callable(hint) else hint
             self.fail(prop, expected, say(error), text)
@@ -199,7 +206,7 @@ def guarded(exercise: str) -> Callable[[F], F]:
             except BaseException as error:  # noqa: BLE001 - see the docstring
                 raise CheckFailed(exercise, "runs without error",
                                   "the code runs through every case of the check",
-                                  say(error), _crash_hint(error)) from None
+                                  say(error), _uncaught_crash_hint(error)) from None
         return guarded_check  # type: ignore[return-value]
     return wrap
 
@@ -225,8 +232,29 @@ def same_tensor(a: Any, b: torch.Tensor) -> bool:
             and torch.equal(a, b))
 
 
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+def fmt_values(values: Sequence[float] | torch.Tensor, n: int = 4) -> str:
+    """The first ``n`` values, 3 significant digits: '[0.12, 3.4, 5, 6, ...]' (a tensor is
+    read flat)."""
+    flat = values.reshape(-1).tolist() if isinstance(values, torch.Tensor) else list(values)
+    shown = ", ".join(f"{v:.3g}" for v in flat[:n])
+    return f"[{shown}{', ...' if len(flat) > n else ''}]"
+
+
+def eval_twin(module: nn.Module) -> nn.Module:
+    """A copy in eval mode whose BatchNorms have random affine parameters and statistics, so
+    that no BatchNorm is close to the identity and every ordering mistake shows."""
+    twin = copy.deepcopy(module)
+    with torch.no_grad():
+        for bn in twin.modules():
+            if not isinstance(bn, _BatchNorm):
+                continue
+            if bn.weight is not None:
+                bn.weight.uniform_(0.6, 1.4)
+                bn.bias.normal_(0.0, 0.5)
+            if bn.running_mean is not None and bn.running_var is not None:
+                bn.running_mean.normal_(0.0, 0.3)
+                bn.running_var.uniform_(0.5, 1.5)
+    return twin.eval()
 
 
 def materialise(module: nn.Module, x: torch.Tensor) -> None:

@@ -10,15 +10,13 @@ be the true slope, so a detached copy of x in the concatenation fails.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from .core import (Checker, PropertyChecker, close, gradients_reach, guarded, materialise,
-                   same_tensor, shape_mismatch)
+from .core import (Checker, PropertyChecker, close, eval_twin, gradients_reach, guarded,
+                   materialise, same_tensor, shape_mismatch)
 from .tracing import Call, LayerTrace, first_close, random_slope, slope_ok
 
 __all__ = ["check_dense_layer"]
@@ -82,7 +80,7 @@ def check_dense_layer(layer_cls: LayerFactory, *, hidden: bool = False) -> str:
         _check_gradients(check, case, layer, xs[case])
     check.ok("new channels depend on the input")
     check.ok("gradients reach every parameter")
-    twins = {case: _eval_twin(layer) for case, layer in layers.items()}
+    twins = {case: eval_twin(layer) for case, layer in layers.items()}
     for case in cases:
         _check_formula(check, case, twins[case], xs[case])
     for case in cases:
@@ -250,20 +248,6 @@ def _check_gradients(check: Checker, case: Case, layer: nn.Module, x: torch.Tens
                    f"no gradient for {', '.join(missing[:4])}",
                    "a layer built in __init__ is never used in forward (or its output is "
                    "thrown away)")
-
-
-def _eval_twin(layer: nn.Module) -> nn.Module:
-    twin = copy.deepcopy(layer)
-    with torch.no_grad():
-        for bn in twin.modules():
-            if isinstance(bn, _BatchNorm):
-                if bn.weight is not None:
-                    bn.weight.uniform_(0.6, 1.4)
-                    bn.bias.normal_(0.0, 0.5)
-                if bn.running_mean is not None and bn.running_var is not None:
-                    bn.running_mean.normal_(0.0, 0.3)
-                    bn.running_var.uniform_(0.5, 1.5)
-    return twin.eval()
 
 
 def _check_formula(check: Checker, case: Case, twin: nn.Module, x: torch.Tensor) -> None:

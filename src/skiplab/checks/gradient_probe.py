@@ -14,7 +14,7 @@ from torch import nn
 from ..models.mlp import DeepMLP, MLPConfig
 from ..probes.gradients import layer_grad_norms
 from .core import PropertyChecker as _Checker
-from .core import guarded
+from .core import fmt_values, guarded
 from .core import seeded as _seeded
 
 __all__ = ["check_gradient_probe"]
@@ -83,14 +83,11 @@ def _as_floats(c: _Checker, values: Any) -> list[float]:
     return floats
 
 
-def _close(a: Sequence[float], b: Sequence[float], rtol: float = 1e-4) -> bool:
+def _floats_close(a: Sequence[float], b: Sequence[float], rtol: float = 1e-4) -> bool:
+    """Same length, and equal entry by entry within ``rtol`` (torch.allclose, atol 1e-12);
+    not :func:`~skiplab.checks.core.close`, whose tolerance follows b's largest entry."""
     ta, tb = torch.tensor(list(a), dtype=torch.float64), torch.tensor(list(b), dtype=torch.float64)
     return ta.shape == tb.shape and torch.allclose(ta, tb, rtol=rtol, atol=1e-12)
-
-
-def _fmt(values: Sequence[float], n: int = 4) -> str:
-    shown = ", ".join(f"{v:.3g}" for v in list(values)[:n])
-    return f"[{shown}{', ...' if len(values) > n else ''}]"
 
 
 @guarded("gradient probe")
@@ -149,15 +146,15 @@ def check_gradient_probe(fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], S
                   "a probe only measures: no optimizer.step() and no in-place edits of the "
                   "weights")
 
-        if not _close(values, reference) and _close(values, reference[::-1]):
-            c.fail("input layer first", f"input layer first: {_fmt(reference)}",
-                   f"{_fmt(values)} (the reference reversed)",
+        if not _floats_close(values, reference) and _floats_close(values, reference[::-1]):
+            c.fail("input layer first", f"input layer first: {fmt_values(reference)}",
+                   f"{fmt_values(values)} (the reference reversed)",
                    "the values are in reverse order: start with the layer nearest the input")
         c.ok("input layer first")
 
-        if not _close(values, reference):
+        if not _floats_close(values, reference):
             measured, hint = _diagnose_probe(values, reference, weights)
-            c.fail("matches layer_grad_norms", f"{_fmt(reference)} for the {name}",
+            c.fail("matches layer_grad_norms", f"{fmt_values(reference)} for the {name}",
                    measured, hint)
         c.ok("matches layer_grad_norms")
 
@@ -170,18 +167,19 @@ def check_gradient_probe(fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], S
     first = _as_floats(c, c.run(prop, lambda: fn(model, x, y), "a first call works", run_hint))
     second = _as_floats(c, c.run(prop, lambda: fn(model, x, y), "a second call works",
                                  run_hint))
-    if not _close(second, first):
+    if not _floats_close(second, first):
         ratio = torch.tensor(second, dtype=torch.float64) / torch.tensor(first, dtype=torch.float64)
         c.fail(prop, "calling fn twice on the same batch gives the same values",
-               f"the second call gave {_fmt(second)}, {ratio.mean().item():.2f} times the first",
+               f"the second call gave {fmt_values(second)}, {ratio.mean().item():.2f} times "
+               "the first",
                "gradients pile up in .grad across calls: " + hint)
     with torch.no_grad():
         for p in model.parameters():
             p.grad = torch.randn_like(p) * 10
     third = _as_floats(c, c.run(prop, lambda: fn(model, x, y), "a call works", run_hint))
-    c.require(_close(third, reference), prop,
-              f"{_fmt(reference)} even when .grad already holds old gradients",
-              f"{_fmt(third)} when .grad held old values",
+    c.require(_floats_close(third, reference), prop,
+              f"{fmt_values(reference)} even when .grad already holds old gradients",
+              f"{fmt_values(third)} when .grad held old values",
               "the result depends on what was in .grad before: " + hint)
     return c.report()
 
@@ -190,12 +188,12 @@ def _diagnose_probe(values: list[float], reference: list[float],
                     weights: list[torch.Tensor]) -> tuple[str, str]:
     """(measured, hint) for values that do not match the reference norms."""
     weight_norms = [w.detach().double().norm().item() for w in weights]
-    if _close(values, weight_norms):
-        return (f"{_fmt(values)}, the norms of the weights themselves",
+    if _floats_close(values, weight_norms):
+        return (f"{fmt_values(values)}, the norms of the weights themselves",
                 "take the norm of the gradient dL/dW (weight.grad, or torch.autograd.grad), "
                 "not of the weight")
-    if _close(values, [r * r for r in reference]):
-        return (f"{_fmt(values)}, the squares of the expected norms",
+    if _floats_close(values, [r * r for r in reference]):
+        return (f"{fmt_values(values)}, the squares of the expected norms",
                 "return the L2 norm g.norm(), not the squared norm (g ** 2).sum()")
     ratios = [v / r for v, r in zip(values, reference) if r != 0]
     if ratios and max(ratios) - min(ratios) <= 1e-3 * abs(max(ratios)):
@@ -207,6 +205,6 @@ def _diagnose_probe(values: list[float], reference: list[float],
         return (f"every value is {ratio:.3g} times the reference",
                 "the loss is scaled: use F.cross_entropy(model(x), y) as it is")
     worst = max(abs(v - r) / max(abs(r), 1e-12) for v, r in zip(values, reference))
-    return (f"{_fmt(values)} (largest relative error {worst:.2g})",
+    return (f"{fmt_values(values)} (largest relative error {worst:.2g})",
             "use L = F.cross_entropy(model(x), y) on the given batch and the gradient of each "
             "Linear layer's weight, input layer first")

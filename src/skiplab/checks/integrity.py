@@ -205,6 +205,9 @@ def _lookup(owner: Any, attr: str) -> tuple[bool, Any]:
 
 
 def _failure(error: BaseException) -> str:
+    """The exception as the last line of a failed test case in otter's report. Not
+    :func:`~skiplab.checks.core.say`: this line also covers KeyboardInterrupt, names the
+    exit code as ``sys.exit(code)``, and ``tools/assignments.py`` reads it back."""
     if isinstance(error, SystemExit):
         return (f"SystemExit: the code called sys.exit({error.code!r}) (or exit(), quit()) "
                 "during this check")

@@ -19,11 +19,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
-from torch import nn
 
-from ..landscape import random_direction
 from .core import PropertyChecker as _Checker
-from .core import guarded
+from .core import fmt_values, guarded
+from .landscape_cases import hand_made_case, hidden_case, model_case
 
 __all__ = ["check_filter_normalise"]
 
@@ -49,59 +48,6 @@ _WRONG_AXIS = ("wrong axis: a filter is the slice d[i] along dim 0 (a row of a L
                "d.reshape(d.shape[0], -1).norm(dim=1)")
 
 
-
-
-# --------------------------------------------------------------------------------------------
-# the cases: (label, direction, weights) per parameter
-
-
-_Case = tuple[str, list[tuple[str, torch.Tensor, torch.Tensor]]]
-
-
-def _scaled(shape: tuple[int, ...], scales: Sequence[float]) -> torch.Tensor:
-    """Gaussian entries, filter i (slice along dim 0) multiplied by scales[i]."""
-    factor = torch.tensor(list(scales)).reshape(-1, *([1] * (len(shape) - 1)))
-    return torch.randn(shape) * factor
-
-
-def _hand_made_case() -> _Case:
-    """Parameters of several kinds whose filters differ in scale by up to 300 times, so that
-    normalising the whole tensor instead of each filter shows."""
-    shapes: list[tuple[str, tuple[int, ...]]] = [
-        ("conv weight (6, 3, 3, 3)", (6, 3, 3, 3)),
-        ("BatchNorm weight (6,)", (6,)),
-        ("BatchNorm bias (6,)", (6,)),
-        ("Conv1d weight (4, 6, 5)", (4, 6, 5)),
-        ("1x1 conv weight (4, 6, 1, 1)", (4, 6, 1, 1)),
-        ("linear weight (5, 7)", (5, 7)),
-        ("linear bias (5,)", (5,)),
-    ]
-    w_scales = [0.05, 0.3, 1.0, 2.5, 6.0, 15.0]  # one per filter (at most 6 filters)
-    params = []
-    for label, shape in shapes:
-        n = shape[0]
-        if len(shape) == 1:
-            w = 1 + 0.3 * torch.randn(shape) if "BatchNorm weight" in label else torch.randn(shape)
-            d = torch.randn(shape)
-        else:
-            w = _scaled(shape, w_scales[:n])
-            d = _scaled(shape, (0.5 + 2.5 * torch.rand(n)).tolist())
-        params.append((label, d, w))
-    return "hand-made parameters", params
-
-
-def _model_case() -> _Case:
-    """The parameters of a tiny conv net (default init) and a raw Gaussian direction drawn
-    by :func:`skiplab.landscape.random_direction` with ``normalisation="none"``."""
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(16, 3))
-    direction = random_direction(model, normalisation="none", zero_1d=False)
-    labels = ["Conv2d(3, 4, 3).weight", "Conv2d(3, 4, 3).bias", "BatchNorm2d(4).weight",
-              "BatchNorm2d(4).bias", "Linear(16, 3).weight", "Linear(16, 3).bias"]
-    weights = [p.detach().clone() for p in model.parameters()]
-    return "a tiny conv net's parameters", list(zip(labels, direction, weights))
-
-
 # --------------------------------------------------------------------------------------------
 # small helpers
 
@@ -121,12 +67,6 @@ def _near(a: torch.Tensor, b: torch.Tensor, rtol: float = _NEAR) -> bool:
     return a.shape == b.shape and bool(torch.all((a - b).abs() <= rtol * b.abs() + 1e-9))
 
 
-def _fmt(values: torch.Tensor, n: int = 4) -> str:
-    flat = values.reshape(-1).tolist()
-    shown = ", ".join(f"{v:.3g}" for v in flat[:n])
-    return f"[{shown}{', ...' if len(flat) > n else ''}]"
-
-
 def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Cosine between filter i of a and filter i of b, for each i: (n,)."""
     a, b = _f64(a).reshape(a.shape[0], -1), _f64(b).reshape(b.shape[0], -1)
@@ -135,22 +75,6 @@ def _cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------------
 # the checker
-
-
-def _hidden_case() -> _Case:
-    """Other shapes, in float64: a 5x5 conv, a wide Linear, a Conv1d, biases."""
-    shapes = [("conv weight (7, 2, 5, 5)", (7, 2, 5, 5)), ("conv bias (7,)", (7,)),
-              ("Conv1d weight (3, 7, 2)", (3, 7, 2)), ("linear weight (2, 30)", (2, 30)),
-              ("linear bias (2,)", (2,))]
-    params = []
-    for label, shape in shapes:
-        n = shape[0]
-        scales = torch.logspace(-2, 1, n).tolist()
-        w = _scaled(shape, scales) if len(shape) > 1 else torch.randn(shape)
-        d = _scaled(shape, (0.5 + torch.rand(n)).tolist()) if len(shape) > 1 else torch.randn(
-            shape)
-        params.append((label, d.double(), w.double()))
-    return "other parameters, in float64", params
 
 
 @guarded("filter normalisation")
@@ -187,7 +111,7 @@ def check_filter_normalise(fn: FilterNormalise, *, hidden: bool = False) -> str:
     its own, a flipped sign). The last two properties together determine the answer.
     """
     c = _Checker("filter normalisation")
-    cases = [_hand_made_case(), _model_case()] + ([_hidden_case()] if hidden else [])
+    cases = [hand_made_case(), model_case()] + ([hidden_case()] if hidden else [])
     for name, params in cases:
         _check_case(c, fn, name, params)
     return c.report()
@@ -313,7 +237,7 @@ def _check_zero(c: _Checker, label: str, o: torch.Tensor, d: torch.Tensor,
         return
     rule = ("biases and normalisation parameters get a zero direction (the reference code's "
             "ignore='biasbn'): return torch.zeros_like(d) for every 1-D tensor")
-    measured = f"the output for the {label} is {_fmt(_f64(o))}"
+    measured = f"the output for the {label} is {fmt_values(_f64(o))}"
     if _near(o, d, 1e-6):
         measured += ", the direction left raw"
         hint = f"the 1-D direction was left raw, not set to zero; {rule}"
@@ -339,7 +263,7 @@ def _check_norms(c: _Checker, label: str, o: torch.Tensor, d: torch.Tensor,
         return
     measured, hint = _diagnose_norms(o, d, w)
     c.fail(_P_NORMS, f"||d'[i]|| = ||w[i]|| for every filter of the {label} (rtol {_RTOL:g}): "
-           f"{_fmt(wn)}", f"filter norms {_fmt(on)}{measured}", hint)
+           f"{fmt_values(wn)}", f"filter norms {fmt_values(on)}{measured}", hint)
 
 
 def _reduced_norms(t: torch.Tensor, keep: int) -> torch.Tensor:

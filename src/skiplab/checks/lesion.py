@@ -8,29 +8,29 @@
 The checker compares functions, not structure: it runs the student's copy on a batch and
 compares its output with the reference deletion. When they differ it looks for the
 deletion the output does match (another block, the block's branch, its whole stage, the
-intact net, ...) and names that mistake. It returns a short report, or raises
-:class:`~skiplab.checks.core.CheckFailed` on the first property that fails; a crash inside
-the student's code or the copy it returns is reported the same way. Everything runs on two
-tiny CPU nets under a fixed seed, and the global random state is restored afterwards.
+intact net, ...) and names that mistake (see :mod:`~skiplab.checks.lesion_compare`). It
+returns a short report, or raises :class:`~skiplab.checks.core.CheckFailed` on the first
+property that fails; a crash inside the student's code or the copy it returns is reported
+the same way. Everything runs on two tiny CPU nets under a fixed seed, and the global
+random state is restored afterwards.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..blocks.residual import BasicBlock
 from ..models.cifar import CifarNet, CifarNetConfig
-from ..probes.lesion import delete_block
-from .core import Checker, guarded, say
+from ..validation import check_choice
+from .core import Checker, guarded
 from .core import PropertyChecker as _Checker
 from .core import max_diff as _max_diff
 from .core import seeded as _seeded
+from .lesion_compare import block_site, check_function, eval_output
 
 __all__ = ["check_delete_block", "lesion_test_model"]
 
@@ -60,8 +60,9 @@ def lesion_test_model(shortcut: str = "A", seed: int = 0, *, depth: int = 14) ->
     3 and 5 have identity shortcuts; blocks 2 and 4 (the first of stages 1 and 2) halve the
     length and double the channels.
     """
+    check_choice("shortcut", shortcut, ("A", "B"))
     dims = 1 if shortcut == "A" else 2
-    config = CifarNetConfig(depth=depth, residual=True, dims=dims, in_channels=2,
+    config = CifarNetConfig(depth=depth, skip="residual", dims=dims, in_channels=2,
                             n_classes=_CLASSES, widths=(4, 8, 16), shortcut=shortcut)
     with _seeded(seed):
         model = CifarNet(config)
@@ -79,54 +80,6 @@ def _test_input(model: CifarNet, seed: int) -> torch.Tensor:
     size = (16,) if model.config.dims == 1 else (8, 8)
     with _seeded(seed):
         return torch.randn(_BATCH, model.config.in_channels, *size)
-
-
-@dataclass(frozen=True)
-class _Site:
-    """Where block ``index`` sits and what it does to the shape."""
-
-    index: int
-    stage: int
-    position: int
-    in_channels: int
-    out_channels: int
-    stride: int
-    option: str
-
-    @property
-    def reshapes(self) -> bool:
-        return self.stride != 1 or self.in_channels != self.out_channels
-
-    def describe(self) -> str:
-        if not self.reshapes:
-            return (f"stage {self.stage}, position {self.position}: {self.in_channels} -> "
-                    f"{self.out_channels} channels, stride 1, identity shortcut")
-        return (f"stage {self.stage}, position {self.position}: {self.in_channels} -> "
-                f"{self.out_channels} channels, stride {self.stride}, option-{self.option} "
-                "shortcut")
-
-
-def _site(model: CifarNet, index: int) -> _Site:
-    n = model.config.blocks_per_stage
-    block = model.blocks()[index]
-    return _Site(index, index // n, index % n, block.in_channels, block.out_channels,
-                 block.stride, model.config.shortcut)
-
-
-def _replaced(model: CifarNet, indices: set[int],
-              make: Callable[[BasicBlock], nn.Module]) -> CifarNet:
-    """A deep copy of model with each block in ``indices`` replaced by ``make(block)``."""
-    twin = copy.deepcopy(model)
-    n = model.config.blocks_per_stage
-    for index in indices:
-        stage = twin.stages[index // n]
-        stage[index % n] = make(stage[index % n])
-    return twin
-
-
-@torch.no_grad()
-def _output(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return net.eval()(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,19 +135,13 @@ def check_delete_block(fn: DeleteFn, *, hidden: bool = False) -> str:
     return c.report()
 
 
-def _deletion_prop(site: _Site) -> str:
-    if not site.reshapes:
-        return "deletes an identity-shortcut block"
-    return f"deletes a down-sampling block (option {site.option})"
-
-
 def _check_one(c: Checker, fn: DeleteFn, net: CifarNet, x: torch.Tensor,
                index: int) -> tuple[CifarNet, nn.Module]:
     """Run fn on a fresh copy of ``net`` (the student's "trained model"), check that copy is
     left alone and that the returned net deletes block ``index``; return both."""
     model = copy.deepcopy(net)
-    site = _site(net, index)
-    before = _Snapshot.of(model, x)
+    site = block_site(net, index)
+    before = _OriginalState.of(model, x)
 
     prop = "runs and returns a module"
     returned = c.run(prop, lambda: fn(model, index),
@@ -231,7 +178,7 @@ def _check_one(c: Checker, fn: DeleteFn, net: CifarNet, x: torch.Tensor,
                "parameters, buffers and output)", changed, hint)
     c.ok(prop)
 
-    _check_function(c, net, returned, x, site)
+    check_function(c, net, returned, x, site)
     return model, returned
 
 
@@ -276,7 +223,7 @@ def _run_hint(model: CifarNet) -> str:
             ".shortcut and return the copy")
 
 
-class _Snapshot:
+class _OriginalState:
     """What the model passed in looks like before fn runs: structure, tensors, output."""
 
     def __init__(self, layout: list[list[int]] | None, tensors: dict[str, torch.Tensor],
@@ -284,9 +231,9 @@ class _Snapshot:
         self.layout, self.tensors, self.output = layout, tensors, output
 
     @classmethod
-    def of(cls, model: CifarNet, x: torch.Tensor) -> _Snapshot:
+    def of(cls, model: CifarNet, x: torch.Tensor) -> _OriginalState:
         return cls(_layout(model), {k: v.detach().clone() for k, v in
-                                    model.state_dict().items()}, _output(model, x))
+                                    model.state_dict().items()}, eval_output(model, x))
 
     def changes(self, model: CifarNet, x: torch.Tensor) -> str:
         """'' when the model is as before, else what changed, in words."""
@@ -300,7 +247,7 @@ class _Snapshot:
             return f"the original's tensors changed: {', '.join(edited[:3])}" + (
                 ", ..." if len(edited) > 3 else "")
         try:
-            diff = _max_diff(_output(model, x), self.output)
+            diff = _max_diff(eval_output(model, x), self.output)
         except Exception as error:  # noqa: BLE001 - a broken original is a change too
             return f"the original no longer runs ({type(error).__name__}: {error})"
         return f"the original's output moved by {diff:.3g}" if diff > 0 else ""
@@ -330,142 +277,3 @@ def _layout(model: nn.Module) -> list[list[int]] | None:
         return [[id(m) for m in stage] for stage in model.stages]
     except Exception:  # noqa: BLE001 - stages that cannot be listed are a change too
         return None
-
-
-# --------------------------------------------------------------------------------------------
-# Comparing functions
-
-
-def _check_function(c: Checker, net: CifarNet, returned: nn.Module, x: torch.Tensor,
-                    site: _Site) -> None:
-    """The copy's output equals skiplab.probes.delete_block's; if not, say which deletion
-    it matches instead."""
-    prop = _deletion_prop(site)
-    index = site.index
-    want = _output(delete_block(net, index), x)
-    expected = (f"fn(model, {index}) replaces block {index} ({site.describe()}) by its "
-                f"shortcut: the copy's output equals delete_block(model, {index})'s "
-                "(max difference 1e-5)")
-    try:
-        got = _output(returned, x)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as error:  # noqa: BLE001 - a crash of the student's copy is reported
-        c.fail(prop, expected, f"the copy crashes on x of shape {tuple(x.shape)}: "
-               f"{say(error)}", _crash_hint(net, returned, site))
-    if not torch.is_tensor(got) or tuple(got.shape) != (x.shape[0], _CLASSES):
-        shape = tuple(got.shape) if torch.is_tensor(got) else type(got).__name__
-        c.fail(prop, expected, f"the copy returns {shape}, not ({x.shape[0]}, {_CLASSES})",
-               "return the whole CifarNet (stem, stages, pooling, classifier) with only "
-               "block index changed")
-    if got.dtype != want.dtype:
-        c.fail(prop, expected, f"the copy returns {got.dtype} logits, not {want.dtype}",
-               "keep the copy's parameters in their dtype: no .half() or .double()")
-    tol = 1e-5 * max(1.0, want.abs().max().item())
-    diff = _max_diff(got, want)
-    if diff > tol:
-        match, hint = _diagnose(net, got, x, site, tol)
-        c.fail(prop, expected, f"max |copy(x) - delete_block(model, {index})(x)| = "
-               f"{diff:.3g}" + (f"; {match}" if match else ""), hint)
-    c.ok(prop)
-
-
-def _crash_hint(net: CifarNet, returned: nn.Module, site: _Site) -> str:
-    """Hint for a copy that crashes: look at what sits where the block was."""
-    stages = getattr(returned, "stages", None)
-    n = net.config.blocks_per_stage
-    general = (f"put block.shortcut where block {site.index} was: it maps the block's input "
-               f"({site.in_channels} channels) to the block's output shape "
-               f"({site.out_channels} channels, stride {site.stride}), so the rest of the net "
-               "still fits")
-    if not isinstance(stages, nn.Sequential):
-        return general
-    if len(stages) < len(net.stages):
-        return ("a whole stage is gone: delete only block index; the other blocks of its "
-                "stage stay")
-    stage = stages[site.stage]
-    if not isinstance(stage, nn.Sequential) or not site.reshapes:
-        return general
-    if len(stage) == n and type(stage[site.position]) is nn.Identity:
-        return (f"block {site.index} changes the shape ({site.in_channels} -> "
-                f"{site.out_channels} channels, stride {site.stride}); a block that changes "
-                "the shape cannot become the identity: keep its shortcut, "
-                "stage[i] = block.shortcut")
-    if len(stage) == n - 1:
-        return (f"the block was removed outright, and its shortcut with it; block "
-                f"{site.index} changes the shape ({site.in_channels} -> {site.out_channels} "
-                "channels, stride "
-                f"{site.stride}), so replace it by its shortcut, stage[i] = block.shortcut, "
-                "instead of deleting it")
-    return general
-
-
-def _relu_after(module: nn.Module) -> nn.Module:
-    return nn.Sequential(module, nn.ReLU())
-
-
-def _diagnose(net: CifarNet, got: torch.Tensor, x: torch.Tensor, site: _Site,
-              tol: float) -> tuple[str, str]:
-    """(what the output matches, hint) for a copy whose output is not the reference's.
-
-    The candidates are tried in turn; the first whose output equals the copy's names the
-    mistake (on the test nets every two candidates differ by more than 0.4 in the logits).
-    """
-    index, n_blocks = site.index, len(net.blocks())
-    n = net.config.blocks_per_stage
-
-    def matches(candidate: nn.Module) -> bool:
-        try:
-            out = _output(candidate, x)
-        except Exception:  # noqa: BLE001 - a candidate that cannot run matches nothing
-            return False
-        return out.shape == got.shape and _max_diff(out, got) <= tol
-
-    if matches(net):
-        where = (f" (index {index} is past the first stage's {n} blocks: it counts over all "
-                 "stages)" if index >= n else "")
-        hint = (f"nothing was deleted{where}: assign into the stage, stage[i] = "
-                "block.shortcut; rebinding a local variable (block = block.shortcut) does not "
-                "change the net")
-        return "the copy computes the intact net's function", hint
-    for j in range(n_blocks):
-        if j != index and matches(delete_block(net, j)):
-            hint = (f"index is 0-based and counts blocks over all stages in order, as "
-                    f"model.blocks() lists them: block {index} is model.blocks()[{index}], "
-                    f"stage {index // n}, position {index % n} (stage = index // {n}, "
-                    f"position = index % {n})")
-            if j in (index - 1, index + 1) or (index == 0 and j == n_blocks - 1):
-                hint = "off by one? " + hint
-            return f"it matches deleting block {j} instead", hint
-    stage_blocks = sorted(range(site.stage * n, (site.stage + 1) * n))
-    if matches(_replaced(net, set(stage_blocks), lambda b: b.shortcut)):
-        match = (f"it matches deleting the whole stage {site.stage} (blocks "
-                 f"{stage_blocks[0]}..{stage_blocks[-1]})")
-        hint = ("only block index goes, not the whole stage: replace the one block, "
-                "stages[s][i] = block.shortcut, and keep the other blocks of its stage")
-        return match, hint
-    same_position = sorted(range(site.position, n_blocks, n))
-    if matches(_replaced(net, set(same_position), lambda b: b.shortcut)):
-        match = (f"it matches deleting position {site.position} of every stage (blocks "
-                 f"{', '.join(map(str, same_position))})")
-        hint = (f"index counts blocks over all stages, as model.blocks() lists them: delete "
-                f"one block only, stage {index // n}, position {index % n}")
-        return match, hint
-    if matches(_replaced(net, {index}, lambda b: b.branch)):
-        hint = ("the block was replaced by its branch; a lesion deletes the branch and keeps "
-                "the skip: stage[i] = block.shortcut, not block.branch")
-        return f"it matches replacing block {index} by its branch", hint
-    if matches(_replaced(net, {index}, lambda b: _relu_after(b.branch))):
-        hint = ("the skip was removed and the branch kept (a plain block); a lesion does the "
-                "opposite: keep the shortcut, drop the branch, stage[i] = block.shortcut")
-        return f"it matches relu(branch(x)) in place of block {index}", hint
-    if matches(_replaced(net, {index}, lambda b: _relu_after(b.shortcut))):
-        hint = ("the block's final ReLU is still applied: replace the block by its shortcut "
-                "alone, with no relu after it (and not by switching off the branch). For "
-                "identity and option-A shortcuts relu changes nothing (their input is already "
-                "non-negative), but an option-B projection (1x1 conv + BatchNorm) has negative "
-                "outputs")
-        return f"it matches relu(shortcut(x)) in place of block {index}", hint
-    hint = (f"the copy must compute block {index}'s shortcut(x) in place of block {index} and "
-            "leave everything else as it was; compare with skiplab.probes.delete_block")
-    return "it matches none of the usual mistakes", hint

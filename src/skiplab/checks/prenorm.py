@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..blocks.attention import causal_mask
 from .core import Checker, gradients_reach, guarded
 from .core import PropertyChecker as _Checker
 from .core import max_diff as _max_diff
@@ -26,11 +27,6 @@ __all__ = ["check_prenorm_block"]
 # (d_model, n_heads, T): public sizes, then the hidden check's
 _SIZES = ((16, 4, 6), (8, 2, 9))
 _HIDDEN_SIZES = ((24, 3, 11), (12, 4, 4))
-
-
-def _causal_mask(length: int) -> torch.Tensor:
-    """(T, T) bool, True above the diagonal: True = may NOT attend (nn.MultiheadAttention)."""
-    return torch.ones(length, length, dtype=torch.bool).triu(1)
 
 
 def _last_linear(module: nn.Module) -> nn.Linear | None:
@@ -49,8 +45,9 @@ def _switch_off_(block: nn.Module, *, attn: bool = True, ffn: bool = True) -> No
 
 
 def _prenorm_formula(block: nn.Module, x: torch.Tensor, causal: bool) -> torch.Tensor:
-    """x + attn(norm1(x)), then + ffn(norm2(.)), built from the block's own sub-layers."""
-    mask = _causal_mask(x.shape[1]) if causal else None
+    """x + attn(norm1(x)), then + ffn(norm2(.)), built from the block's own sub-layers:
+    x (B, T, D) -> (B, T, D)."""
+    mask = causal_mask(x.shape[1]) if causal else None   # (T, T) bool, True = may NOT attend
     h = block.norm1(x)
     x = x + block.attn(h, h, h, attn_mask=mask, need_weights=False)[0]
     return x + block.ffn(block.norm2(x))

@@ -1,5 +1,5 @@
 """Figures of the architecture chapters: block anatomy, per-block profiles, accuracy per
-parameter, DenseNet's feature-reuse heatmap."""
+parameter, DenseNet's feature-reuse heatmap, and the colours of the chapters' own legends."""
 
 from __future__ import annotations
 
@@ -11,10 +11,23 @@ from torch import nn
 
 from ..blocks.residual import (ConvBlock, ConvNorm, NormActConv, PreActBlock, ShortcutA,
                                ShortcutB)
-from .base import _colour, _label, _log_range
+from .base import _label, _log_range, trace_colours
 
-__all__ = ["accuracy_per_parameter_figure", "block_anatomy_figure", "block_profile_figure",
-           "reuse_heatmap_figure", "width_profile_figure"]
+__all__ = ["TRANSFORMER_PALETTE", "accuracy_per_parameter_figure", "block_anatomy_figure",
+           "block_profile_figure", "reuse_heatmap_figure", "width_profile_figure"]
+
+# The transformer chapter's legends (its runs and probes), for ``colors=`` of the builders it
+# calls; "post-norm" and "pre-norm" themselves are book-wide (figures.base.PALETTE).
+TRANSFORMER_PALETTE: dict[str, str] = {
+    "post-norm + warm-up": "#E69F00",
+    "attention only": "#D55E00",
+    "attention + skip": "#009E73",
+    "attention + FFN, no skip": "#E69F00",
+    "pre-norm (at initialisation)": "#56B4E9",
+    "pre-norm (trained)": "#009E73",
+    "pre-norm, no skips (at initialisation)": "#CC79A7",
+    "pre-norm, no skips (trained)": "#D55E00",
+}
 
 
 def _conv_text(conv: nn.Module) -> str:
@@ -155,7 +168,8 @@ def block_anatomy_figure(blocks: Mapping[str, ConvBlock], *, title: str = "") ->
 
 def block_profile_figure(values: Mapping[tuple[str, int], Sequence[float]], *,
                          yaxis_title: str = "‖∂L/∂x‖ at the block's output",
-                         title: str = "") -> go.Figure:
+                         title: str = "", colors: Mapping[str, str] | None = None
+                         ) -> go.Figure:
     """Per-block values for several architectures at several depths, log scale.
 
     One line per architecture; a slider picks the depth; the y-range is shared by all
@@ -163,20 +177,22 @@ def block_profile_figure(values: Mapping[tuple[str, int], Sequence[float]], *,
 
     Args:
         values: ``{(architecture, depth): per-block values, input to output}``.
+        colors: ``{architecture: colour}``, winning over the book-wide architecture colours.
     """
     archs = list(dict.fromkeys(k[0] for k in values))
+    colours = trace_colours(archs, colors)
     depths = sorted({k[1] for k in values})
     missing = [(a, d) for a in archs for d in depths if (a, d) not in values]
     if missing:
         raise ValueError(f"values missing for {missing}")
     fig = go.Figure()
     for d_index, depth in enumerate(depths):
-        for a_index, arch in enumerate(archs):
+        for arch in archs:
             v = np.asarray(values[(arch, depth)], dtype=float)
             fig.add_trace(go.Scatter(
                 x=np.arange(1, len(v) + 1), y=v, mode="lines+markers", name=_label(arch),
                 legendgroup=arch, showlegend=d_index == 0, visible=d_index == 0,
-                line={"color": _colour(arch, a_index)}, marker={"size": 4},
+                line={"color": colours[arch]}, marker={"size": 4},
                 hovertemplate=f"{_label(arch)}, depth {depth}<br>block %{{x}}: %{{y:.3g}}"
                               "<extra></extra>"))
     steps = []
@@ -198,20 +214,22 @@ def block_profile_figure(values: Mapping[tuple[str, int], Sequence[float]], *,
 
 
 def accuracy_per_parameter_figure(results: Mapping[str, Sequence[tuple[str, int, float]]], *,
-                                  metric: str = "test accuracy", title: str = ""
-                                  ) -> go.Figure:
+                                  metric: str = "test accuracy", title: str = "",
+                                  colors: Mapping[str, str] | None = None) -> go.Figure:
     """Accuracy against parameter count (log axis), one line per family.
 
     Args:
         results: ``{family: [(model label, parameters, accuracy), ...]}``.
+        colors: ``{family: colour}``, winning over the book-wide colours (ResNet, ...).
     """
+    colours = trace_colours(results, colors)
     fig = go.Figure()
-    for index, (family, rows) in enumerate(results.items()):
+    for family, rows in results.items():
         rows = sorted(rows, key=lambda r: r[1])
         fig.add_trace(go.Scatter(
             x=[r[1] for r in rows], y=[r[2] for r in rows], text=[r[0] for r in rows],
             mode="lines+markers+text", textposition="top center", name=_label(family),
-            line={"color": _colour(family, index)}, marker={"size": 9},
+            line={"color": colours[family]}, marker={"size": 9},
             hovertemplate="%{text}<br>%{x:,} parameters<br>" + metric
                           + " %{y:.3f}<extra></extra>"))
     counts = [r[1] for rows in results.values() for r in rows]
@@ -267,19 +285,22 @@ def reuse_heatmap_figure(maps: Mapping[str, np.ndarray], *, title: str = "",
 
 def width_profile_figure(profiles: Mapping[str, Sequence[int]], *,
                          yaxis_title: str = "channels entering the layer",
-                         title: str = "") -> go.Figure:
+                         title: str = "", colors: Mapping[str, str] | None = None
+                         ) -> go.Figure:
     """Channels along a network, one line per configuration (e.g. growth rate and
     compression of a DenseNet); the saw-tooth shows blocks growing and transitions
     compressing.
 
     Args:
         profiles: ``{label: channels at each layer, input to output}``.
+        colors: ``{label: colour}``; labels that name an architecture get its colour.
     """
+    colours = trace_colours(profiles, colors)
     fig = go.Figure()
-    for index, (label, widths) in enumerate(profiles.items()):
+    for label, widths in profiles.items():
         fig.add_trace(go.Scatter(
             x=np.arange(1, len(widths) + 1), y=list(widths), mode="lines", name=label,
-            line={"color": _colour(label, index)},
+            line={"color": colours[label]},
             hovertemplate=f"{label}<br>layer %{{x}}: %{{y}} channels<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="layer (input → output)",
                       yaxis_title=yaxis_title, legend={"orientation": "h", "y": 1.12})

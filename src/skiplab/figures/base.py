@@ -1,14 +1,30 @@
-"""Shared look of every figure: colours and labels per architecture, axis helpers."""
+"""Shared look of every figure: the book-wide colours and labels, the one colour rule,
+axis helpers.
+
+The colour of a trace named ``name`` is, in this order:
+
+1. ``colors[name]``, when the caller passes ``colors=`` to the builder (explicit colours win);
+2. ``PALETTE[name]``, the book-wide vocabulary: the architecture and skip kinds that mean
+   the same thing in every chapter (builders whose labels are architectures consult it;
+   builders of free-form series colour by order only, as their docstrings say);
+3. else the fallback sequence, by the name's first appearance in that figure: the same
+   names in the same order always get the same colours.
+
+A chapter's own legends ("post-norm + warm-up") are not added here: the chapter keeps a
+mapping beside its builders, e.g. :data:`skiplab.figures.architectures.TRANSFORMER_PALETTE`,
+and passes it as ``colors=``.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["LABELS", "PALETTE"]
+__all__ = ["FALLBACK", "LABELS", "PALETTE", "trace_colours"]
 
-# Colour per architecture/variant, the same in every chapter (Okabe-Ito, colour-blind safe).
+# Colour per architecture/skip kind, the same in every chapter (Okabe-Ito, colour-blind safe).
 PALETTE: dict[str, str] = {
     "plain": "#D55E00",
     "plain_bn": "#0072B2",
@@ -18,17 +34,11 @@ PALETTE: dict[str, str] = {
     "ResNet": "#009E73",
     "DenseNet": "#0072B2",
     "post-norm": "#D55E00",
-    "post-norm + warm-up": "#E69F00",
     "pre-norm": "#009E73",
-    "attention only": "#D55E00",
-    "attention + skip": "#009E73",
-    "attention + FFN, no skip": "#E69F00",
-    "pre-norm (at initialisation)": "#56B4E9",
-    "pre-norm (trained)": "#009E73",
-    "pre-norm, no skips (at initialisation)": "#CC79A7",
-    "pre-norm, no skips (trained)": "#D55E00",
 }
-_FALLBACK = ["#E69F00", "#56B4E9", "#CC79A7", "#F0E442", "#000000"]
+# Colours of names no palette knows, in order of first appearance (Okabe-Ito).
+FALLBACK: tuple[str, ...] = ("#E69F00", "#56B4E9", "#CC79A7", "#F0E442", "#000000")
+# Legend text per book-wide name (architectures, initialisations); other names show as given.
 LABELS: dict[str, str] = {
     "plain": "plain",
     "plain_bn": "plain + BatchNorm",
@@ -39,8 +49,31 @@ LABELS: dict[str, str] = {
 }
 
 
-def _colour(name: str, index: int) -> str:
-    return PALETTE.get(name, _FALLBACK[index % len(_FALLBACK)])
+def trace_colours(names: Iterable[str], colors: Mapping[str, str] | None = None, *,
+                  book_colours: bool = True,
+                  fallback: Sequence[str] = FALLBACK) -> dict[str, str]:
+    """The colour of each name, by the rule of this module.
+
+    Args:
+        names: the trace names of one figure, in drawing order (repeats are ignored).
+        colors: explicit ``{name: colour}``; they win over everything else.
+        book_colours: consult :data:`PALETTE` (for labels that name architectures).
+        fallback: the colours of the remaining names, by first appearance.
+
+    >>> trace_colours(["plain", "mine", "residual"], {"residual": "black"})
+    {'plain': '#D55E00', 'mine': '#56B4E9', 'residual': 'black'}
+    """
+    explicit = colors or {}
+    book = PALETTE if book_colours else {}
+    resolved = {}
+    for index, name in enumerate(dict.fromkeys(names)):
+        if name in explicit:
+            resolved[name] = explicit[name]
+        elif name in book:
+            resolved[name] = book[name]
+        else:
+            resolved[name] = fallback[index % len(fallback)]
+    return resolved
 
 
 def _label(name: str) -> str:

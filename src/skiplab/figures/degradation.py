@@ -11,7 +11,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from ..train import History
-from .base import PALETTE, _colour, _label
+from .base import PALETTE, _label, trace_colours
 
 __all__ = [
     "depth_curves_figure",
@@ -40,7 +40,8 @@ def _split_runs(runs: Runs) -> tuple[list[str], list[int]]:
     return archs, depths
 
 
-def depth_curves_figure(runs: Runs, *, title: str = "") -> go.Figure:
+def depth_curves_figure(runs: Runs, *, title: str = "",
+                        colors: Mapping[int, str] | None = None) -> go.Figure:
     """Training curves, one panel per architecture and one line per depth.
 
     A dropdown picks the quantity (training loss, training error, test error) and another the
@@ -48,9 +49,10 @@ def depth_curves_figure(runs: Runs, *, title: str = "") -> go.Figure:
 
     Args:
         runs: ``{(architecture, depth): History}``, e.g. ``("plain", 56)``.
+        colors: ``{depth: colour}``, winning over the default Viridis colour per depth.
     """
     archs, depths = _split_runs(runs)
-    colours = _depth_colours(depths)
+    colours = {**_depth_colours(depths), **(colors or {})}
     fig = make_subplots(rows=1, cols=len(archs), shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=[_label(a) for a in archs])
     order = [(a, d) for a in archs for d in depths]
@@ -99,17 +101,20 @@ def depth_curves_figure(runs: Runs, *, title: str = "") -> go.Figure:
     return fig
 
 
-def final_loss_figure(runs: Runs, *, records: int = 2, title: str = "") -> go.Figure:
+def final_loss_figure(runs: Runs, *, records: int = 2, title: str = "",
+                      colors: Mapping[str, str] | None = None) -> go.Figure:
     """Final training loss against depth, one line per architecture (log scale).
 
-    The degradation problem in one picture: the plain line rises with depth.
+    The degradation problem in one picture: the plain line rises with depth. ``colors``:
+    ``{architecture: colour}``, winning over the book-wide architecture colours.
     """
     archs, depths = _split_runs(runs)
+    colours = trace_colours(archs, colors)
     fig = go.Figure()
-    for i, a in enumerate(archs):
+    for a in archs:
         fig.add_trace(go.Scatter(
             x=depths, y=[runs[(a, d)].final("train_loss", records) for d in depths],
-            mode="lines+markers", name=_label(a), line={"color": _colour(a, i)},
+            mode="lines+markers", name=_label(a), line={"color": colours[a]},
             marker={"size": 9},
             hovertemplate=f"{_label(a)}-%{{x}}<br>final training loss %{{y:.3g}}<extra></extra>",
         ))
@@ -155,9 +160,17 @@ def gradient_heatmap_figure(steps: Sequence[int], norms: np.ndarray,
     return fig
 
 
+def _net_colour(name: str, colors: Mapping[str, str] | None) -> str:
+    """A net's colour: explicit, book-wide, else by its name (``resnet-20``, ``plain-20``)."""
+    if colors and name in colors:
+        return colors[name]
+    return PALETTE.get(name) or PALETTE["residual" if "res" in name.lower() else "plain"]
+
+
 def lesion_figure(accuracy: Mapping[str, Mapping[int, float]], intact: Mapping[str, float],
                   *, chance: float, unit: Mapping[str, str] | None = None,
-                  title: str = "", chance_label: str = "chance") -> go.Figure:
+                  title: str = "", chance_label: str = "chance",
+                  colors: Mapping[str, str] | None = None) -> go.Figure:
     """Test accuracy after deleting one part, one panel per net, with intact and chance lines.
 
     Args:
@@ -166,6 +179,9 @@ def lesion_figure(accuracy: Mapping[str, Mapping[int, float]], intact: Mapping[s
         chance: accuracy of guessing (1 / classes), or another baseline named by
             ``chance_label``.
         unit: ``{net label: "block" | "layer"}`` for the axis titles.
+        colors: ``{net label: colour}``. Other labels take their book-wide colour, else
+            the residual colour when they mention "res" (``resnet-20``) and the plain one
+            otherwise (``plain-20``).
     """
     names = list(accuracy)
     fig = make_subplots(rows=1, cols=len(names), shared_yaxes=True, horizontal_spacing=0.05,
@@ -173,10 +189,9 @@ def lesion_figure(accuracy: Mapping[str, Mapping[int, float]], intact: Mapping[s
     for c, name in enumerate(names, start=1):
         what = (unit or {}).get(name, "part")
         idx = list(accuracy[name])
-        arch = name if name in PALETTE else "residual" if "res" in name.lower() else "plain"
         fig.add_trace(go.Bar(
             x=idx, y=[accuracy[name][i] for i in idx], name=name, showlegend=False,
-            marker_color=_colour(arch, c),
+            marker_color=_net_colour(name, colors),
             hovertemplate=f"{name}, {what} %{{x}} deleted<br>test accuracy %{{y:.3f}}"
                           "<extra></extra>",
         ), row=1, col=c)
@@ -205,7 +220,7 @@ def path_length_figure(block_counts: Sequence[int], *, title: str = "") -> go.Fi
         paths = [math.comb(n, int(j)) for j in k]
         fig.add_trace(go.Bar(
             x=k, y=[p / 2 ** n for p in paths], name=f"n = {n}", visible=(i == len(counts) - 1),
-            marker_color=_colour("residual", 0),
+            marker_color=PALETTE["residual"],
             customdata=[f"{p:,}" for p in paths],
             hovertemplate=(f"n = {n} blocks<br>%{{customdata}} of 2^{n} paths go through "
                            "%{x} branches<br>share %{y:.3g}<extra></extra>"),

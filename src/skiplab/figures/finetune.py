@@ -1,5 +1,6 @@
-"""Figures of the fine-tuning chapter: retrieval curves per head, step-0 bars, and a 2-D
-view of embeddings before and after fine-tuning."""
+"""Figures of the fine-tuning chapter: step-0 and forgetting bars, and a 2-D view of
+embeddings before and after fine-tuning. Its retrieval curves come from
+:func:`skiplab.figures.series.retrieval_curves_figure` (re-exported here)."""
 
 from __future__ import annotations
 
@@ -9,68 +10,32 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..finetune import EmbeddingHistory
-from .base import _FALLBACK
+from .base import FALLBACK, trace_colours
+from .series import retrieval_curves_figure
 
 __all__ = ["embedding_scatter_figure", "forgetting_figure", "retrieval_curves_figure"]
 
-
-_SERIES = ["#D55E00", "#999999", "#009E73", "#0072B2", "#000000", "#CC79A7", "#E69F00"]
-
-
-def _colours(names: Sequence[str]) -> dict[str, str]:
-    return {name: _SERIES[i % len(_SERIES)] for i, name in enumerate(names)}
-
-
-def retrieval_curves_figure(histories: Mapping[str, EmbeddingHistory], *,
-                            reference: float | None = None,
-                            reference_label: str = "encoder alone", title: str = "",
-                            xaxis_title: str = "fine-tuning step") -> go.Figure:
-    """Metrics over training steps, one line per run; a dropdown picks the metric.
-
-    ``histories``: objects with ``.step`` and ``.metrics`` (``{name: values}``), e.g.
-    :class:`~skiplab.finetune.EmbeddingHistory` or
-    :class:`~skiplab.segmentation.SegmentationHistory`. ``reference``: a value of the first
-    metric drawn as a dashed line (e.g. the pre-trained encoder's own).
-    """
-    names = list(histories)
-    metrics = list(next(iter(histories.values())).metrics)
-    colours = _colours(names)
-    fig = go.Figure()
-    for m, metric in enumerate(metrics):
-        for name in names:
-            h = histories[name]
-            fig.add_trace(go.Scatter(
-                x=h.step, y=h.metrics[metric], mode="lines+markers", name=name,
-                legendgroup=name, showlegend=m == 0, visible=m == 0,
-                line={"color": colours[name]}, marker={"size": 5},
-                hovertemplate=f"{name}<br>step %{{x}}: {metric} %{{y:.3f}}<extra></extra>"))
-    if reference is not None:
-        fig.add_hline(y=reference, line_dash="dash", line_color="#444",
-                      annotation_text=reference_label, annotation_position="bottom right")
-    buttons = [{"method": "update", "label": metric,
-                "args": [{"visible": [mm == m for mm in range(len(metrics)) for _ in names]},
-                         {"yaxis.title.text": metric}]}
-               for m, metric in enumerate(metrics)]
-    fig.update_layout(
-        title=title, xaxis_title=xaxis_title, yaxis_title=metrics[0],
-        updatemenus=[{"buttons": buttons, "x": 0.0, "y": 1.02, "xanchor": "left",
-                      "yanchor": "bottom", "direction": "down"}] if len(metrics) > 1 else [],
-        legend={"orientation": "h", "y": -0.2}, margin={"t": 90})
-    return fig
+# forgetting_figure's bar colours by order: the fallback colours from the second on
+_BAR_COLOURS = FALLBACK[1:] + FALLBACK[:1]
+# embedding_scatter_figure's colour per class, by order (10 classes before one repeats)
+_CLASS_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
+                  "#000000", "#999999", "#882255")
 
 
 def forgetting_figure(values: Mapping[str, Mapping[str, float]], *, title: str = "",
-                      yaxis_title: str = "precision@5") -> go.Figure:
+                      yaxis_title: str = "precision@5",
+                      colors: Mapping[str, str] | None = None) -> go.Figure:
     """Grouped bars: ``{head: {measurement: value}}``, e.g. the target metric at step 0,
-    and the source metric after fine-tuning, at the model's output and at the encoder."""
+    and the source metric after fine-tuning, at the model's output and at the encoder.
+    ``colors``: ``{measurement: colour}``; other measurements are coloured by order."""
     heads = list(values)
     measurements = list(dict.fromkeys(k for v in values.values() for k in v))
+    colours = trace_colours(measurements, colors, book_colours=False, fallback=_BAR_COLOURS)
     fig = go.Figure()
-    for i, measurement in enumerate(measurements):
+    for measurement in measurements:
         fig.add_trace(go.Bar(
             x=heads, y=[values[h].get(measurement, np.nan) for h in heads], name=measurement,
-            marker_color=_FALLBACK[(i + 1) % len(_FALLBACK)],
+            marker_color=colours[measurement],
             hovertemplate=f"%{{x}}<br>{measurement}: %{{y:.3f}}<extra></extra>"))
     fig.update_layout(title={"text": title, "y": 0.97, "yanchor": "top"}, barmode="group",
                       yaxis_title=yaxis_title,
@@ -81,26 +46,30 @@ def forgetting_figure(values: Mapping[str, Mapping[str, float]], *, title: str =
 
 def embedding_scatter_figure(points: Mapping[str, np.ndarray], labels: np.ndarray, *,
                              class_names: Sequence[str] | None = None,
-                             title: str = "") -> go.Figure:
+                             title: str = "", colors: Mapping[str, str] | None = None
+                             ) -> go.Figure:
     """2-D embeddings (e.g. PCA) side by side, coloured by class.
 
     Args:
         points: ``{panel title: (N, 2) array}``, the same N examples in every panel.
         labels: (N,) class of each example.
+        class_names: the legend name of each class, in sorted class order (default: the
+            class values).
+        colors: ``{class name: colour}``; other classes are coloured by order.
     """
     panels = list(points)
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels)
     classes = np.unique(labels)
-    palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
-               "#000000", "#999999", "#882255"]
+    names = [class_names[i] if class_names is not None else str(c)
+             for i, c in enumerate(classes)]
+    colours = trace_colours(names, colors, book_colours=False, fallback=_CLASS_COLOURS)
     for col, panel in enumerate(panels, start=1):
         xy = np.asarray(points[panel])
-        for i, c in enumerate(classes):
+        for c, name in zip(classes, names, strict=True):
             mask = labels == c
-            name = class_names[i] if class_names is not None else str(c)
             fig.add_trace(go.Scatter(
                 x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=name, legendgroup=name,
-                showlegend=col == 1, marker={"size": 5, "color": palette[i % len(palette)]},
+                showlegend=col == 1, marker={"size": 5, "color": colours[name]},
                 hovertemplate=f"class {name}<extra></extra>"), row=1, col=col)
     fig.update_layout(title=title, legend={"title": "class"}, height=420)
     return fig

@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..landscape import Surface
-from .base import _FALLBACK
+from ..validation import check_choice
+from .base import trace_colours
 
 __all__ = ["slices_figure", "surfaces_figure"]
 
@@ -19,15 +20,19 @@ def _log_loss(loss: np.ndarray) -> np.ndarray:
 
 
 def slices_figure(panels: Mapping[str, Mapping[str, Surface]], *, title: str = "",
-                  log_loss: bool = True) -> go.Figure:
+                  log_loss: bool = True, colors: Mapping[str, str] | None = None
+                  ) -> go.Figure:
     """1-D slices side by side: one panel per key of ``panels``, one line per model in it.
 
     Args:
         panels: ``{panel title: {line label: 1-D Surface}}``; the same labels in every panel
             get the same colour.
+        colors: ``{line label: colour}``; other labels are coloured by order (the first
+            label's line is solid and thicker, the others dashed).
     """
     names = list(panels)
     labels = list(dict.fromkeys(label for p in panels.values() for label in p))
+    colours = trace_colours(labels, colors, book_colours=False)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True,
                         horizontal_spacing=0.06)
     for c, name in enumerate(names, start=1):
@@ -38,7 +43,7 @@ def slices_figure(panels: Mapping[str, Mapping[str, Surface]], *, title: str = "
             fig.add_trace(go.Scatter(
                 x=s.alphas, y=_log_loss(s.loss) if log_loss else s.loss, mode="lines",
                 name=label, legendgroup=label, showlegend=c == 1,
-                line={"color": _FALLBACK[i % len(_FALLBACK)], "dash": "solid" if i == 0 else "dash",
+                line={"color": colours[label], "dash": "solid" if i == 0 else "dash",
                       "width": 3 if i == 0 else 2},
                 customdata=s.loss,
                 hovertemplate=f"{label}<br>α %{{x:.2f}}: loss %{{customdata:.3g}}<extra></extra>",
@@ -61,8 +66,7 @@ def surfaces_figure(surfaces: Mapping[str, Surface], *, kind: str = "contour",
         notes: ``{model label: text}`` shown under the title when that model is picked
             (e.g. its non-convexity fraction).
     """
-    if kind not in ("contour", "surface"):
-        raise ValueError(f"kind={kind!r} is not known; accepted: 'contour', 'surface'")
+    check_choice("kind", kind, ("contour", "surface"))
     labels = list(surfaces)
     every = np.concatenate([_log_loss(s.loss).ravel() for s in surfaces.values()])
     low, high = float(every.min()), float(every.max())
@@ -87,7 +91,8 @@ def surfaces_figure(surfaces: Mapping[str, Surface], *, kind: str = "contour",
 
     def heading(label: str) -> str:
         note = notes.get(label, "")
-        return f"{title + ': ' if title else ''}{label}" + (f"<br><sub>{note}</sub>" if note else "")
+        sub = f"<br><sub>{note}</sub>" if note else ""
+        return f"{title + ': ' if title else ''}{label}{sub}"
 
     buttons = [{"label": label, "method": "update",
                 "args": [{"visible": [j == i for j in range(len(labels))]},

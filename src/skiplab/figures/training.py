@@ -1,4 +1,7 @@
-"""Figures of the gradient-flow chapter: per-layer profiles and training curves."""
+"""Figures of the gradient-flow chapter: per-layer profiles over a grid of settings.
+
+The training curves it also shows come from :mod:`skiplab.figures.series` (re-exported here).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..train import History
-from .base import _colour, _label, _log_range
+from .base import _label, _log_range, trace_colours
+from .series import history_figure, layer_series_figure
 
-__all__ = ["history_figure", "layer_profile_figure"]
+__all__ = ["history_figure", "layer_profile_figure", "layer_series_figure"]
 
 
 def layer_profile_figure(
@@ -20,6 +23,7 @@ def layer_profile_figure(
     title: str = "",
     yaxis_title: str = "gradient norm",
     xaxis_title: str = "layer (input → output)",
+    colors: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """Per-layer values for a grid of (activation, init, architecture, depth), log scale.
 
@@ -30,11 +34,13 @@ def layer_profile_figure(
     Args:
         norms: ``{(activation, init, architecture, depth): per-layer values}``; every
             combination of the keys' four sets must be present.
+        colors: ``{architecture: colour}``, winning over the book-wide architecture colours.
     """
     activations = list(dict.fromkeys(k[0] for k in norms))
     inits = list(dict.fromkeys(k[1] for k in norms))
     archs = list(dict.fromkeys(k[2] for k in norms))
     depths = sorted({k[3] for k in norms})
+    colours = trace_colours(archs, colors)
     missing = [(a, i, r, d) for a in activations for i in inits for r in archs for d in depths
                if (a, i, r, d) not in norms]
     if missing:
@@ -49,7 +55,7 @@ def layer_profile_figure(
         fig.add_trace(
             go.Scatter(
                 x=np.arange(1, len(y) + 1), y=y, mode="lines+markers", marker={"size": 4},
-                name=_label(r), legendgroup=r, line={"color": _colour(r, archs.index(r))},
+                name=_label(r), legendgroup=r, line={"color": colours[r]},
                 showlegend=(i == inits[0]), visible=(a == activations[0]),
                 hovertemplate=f"{_label(r)}, {a}, {_label(i)}<br>layer %{{x}}: %{{y:.2e}}"
                               "<extra></extra>",
@@ -102,63 +108,4 @@ def layer_profile_figure(
              "y": 1.2, "yref": "paper", "yanchor": "bottom", "showarrow": False,
              "yshift": 6}],
     )
-    return fig
-
-
-def history_figure(histories: Mapping[str, History], *, title: str = "",
-                   log_loss: bool = True) -> go.Figure:
-    """Training curves of several runs: a dropdown switches between loss and accuracy.
-
-    Args:
-        histories: ``{label: History}``; labels that name an architecture get its colour.
-        log_loss: show the loss on a log axis.
-    """
-    metrics = [("train_loss", "training loss"), ("train_acc", "training accuracy"),
-               ("test_acc", "test accuracy")]
-    fig = go.Figure()
-    labels = list(histories)
-    for m, (key, name) in enumerate(metrics):
-        for n, label in enumerate(labels):
-            h = histories[label]
-            fig.add_trace(go.Scatter(
-                x=h.step, y=getattr(h, key), mode="lines", name=_label(label),
-                legendgroup=label, line={"color": _colour(label, n)}, visible=(m == 0),
-                hovertemplate=f"{_label(label)}<br>step %{{x}}: %{{y:.3f}}<extra></extra>",
-            ))
-    buttons = []
-    for m, (key, name) in enumerate(metrics):
-        visible = [mm == m for mm in range(len(metrics)) for _ in labels]
-        is_loss = key.endswith("loss")
-        buttons.append({"label": name, "method": "update",
-                        "args": [{"visible": visible},
-                                 {"yaxis.title.text": name,
-                                  "yaxis.type": "log" if (is_loss and log_loss) else "linear",
-                                  "yaxis.autorange": True}]})
-    fig.update_layout(
-        title={"text": title or None, "x": 0.0, "xanchor": "left"}, height=440,
-        xaxis_title="step", yaxis_title=metrics[0][1],
-        yaxis_type="log" if log_loss else "linear", margin={"t": 110},
-        updatemenus=[{"type": "dropdown", "buttons": buttons, "x": 1.0, "xanchor": "right",
-                      "y": 1.08, "yanchor": "bottom"}],
-    )
-    return fig
-
-
-def layer_series_figure(series: Mapping[str, Sequence[float]], *, xaxis_title: str = "layer",
-                        yaxis_title: str = "", title: str = "",
-                        log_y: bool = True) -> go.Figure:
-    """One line per label over layers 0, 1, 2, ... (log y axis by default)."""
-    fig = go.Figure()
-    every = np.concatenate([np.asarray(v, dtype=float) for v in series.values()])
-    for i, (label, values) in enumerate(series.items()):
-        fig.add_trace(go.Scatter(
-            x=np.arange(len(values)), y=np.asarray(values, dtype=float), mode="lines+markers",
-            name=_label(label), line={"color": _colour(label, i)}, marker={"size": 5},
-            hovertemplate=f"{_label(label)}<br>{xaxis_title.split(' (')[0]} %{{x}}: %{{y:.3g}}"
-                          "<extra></extra>"))
-    yaxis = {"title": yaxis_title}
-    if log_y:
-        yaxis.update(type="log", range=_log_range(every), exponentformat="power")
-    fig.update_layout(title={"text": title or None}, xaxis_title=xaxis_title, yaxis=yaxis,
-                      legend={"orientation": "h", "y": -0.22}, height=440)
     return fig

@@ -11,10 +11,11 @@ from .convert import (
     resnet_from_torchvision,
 )
 from .densenet import DenseNet, DenseNetConfig, densenet121, densenet_bc
-from .mlp import ARCHITECTURES, DeepMLP, MLPConfig
+from .mlp import ARCHITECTURES, DeepMLP, MLPConfig, architectures
 from .registry import REGISTRY, ModelSpec, build_model, count_parameters
 from .resnet import RESNET_LAYERS, ResNet, ResNetConfig, resnet18, resnet34, resnet50
 from .transformer import (
+    TRANSFORMER_ACTIVATIONS,
     TRANSFORMER_INITS,
     EncoderDecoder,
     SequenceModel,
@@ -23,9 +24,18 @@ from .transformer import (
     encoder_block_from_torch,
     init_transformer_,
 )
+from .unet import (
+    UNet,
+    UNetConfig,
+    local_net,
+    match_decoder_scale,
+    unet_sizes,
+    unet_valid_sizes,
+)
 from .variants import SKIP_VARIANTS, SkipVariantMLP
 
 __all__ = [
+    "TRANSFORMER_ACTIVATIONS",
     "TRANSFORMER_INITS",
     "EncoderDecoder",
     "SequenceModel",
@@ -61,5 +71,12 @@ __all__ = [
     "DeepMLP",
     "MLPConfig",
     "SkipVariantMLP",
+    "architectures",
     "cifar_depths",
+    "UNet",
+    "UNetConfig",
+    "local_net",
+    "match_decoder_scale",
+    "unet_sizes",
+    "unet_valid_sizes",
 ]

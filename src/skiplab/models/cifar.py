@@ -4,11 +4,13 @@
 (2n convolutions each) at widths 16/32/64 whose first block halves the spatial size (from
 the second stage on), global average pooling and a linear classifier. The residual net adds
 option-A (parameter-free) shortcuts, so the twins have the same parameters and differ only
-in the skips. ``dims=1`` builds the same net with 1-D convolutions for signals such as
-MNIST-1D. ``preact=True`` builds the pre-activation twin (He et al. 2016b): pre-activation
-blocks, a stem that is only a convolution, and BatchNorm + ReLU before the pooling.
+in the skips. ``skip`` names the blocks' skip kind (``"residual"``, ``"none"`` for the plain
+twin, ``"rezero"``..., see :data:`~skiplab.blocks.skips.SKIPS`). ``dims=1`` builds the same
+net with 1-D convolutions for signals such as MNIST-1D. ``norm="pre"`` builds the
+pre-activation twin (He et al. 2016b): pre-activation blocks, a stem that is only a
+convolution, and BatchNorm + ReLU before the pooling.
 
->>> net = CifarNet(CifarNetConfig(depth=20, residual=True))   # ResNet-20, 0.27M parameters
+>>> net = CifarNet(CifarNetConfig(depth=20, skip="residual"))   # ResNet-20, 0.27M parameters
 >>> net(torch.randn(8, 3, 32, 32)).shape
 torch.Size([8, 10])
 """
@@ -31,6 +33,8 @@ from ..blocks.residual import (
     ShortcutOption,
     norm,
 )
+from ..blocks.skips import SKIPS, check_norm_placement, check_skip
+from ..validation import check_choice
 
 __all__ = ["CifarNet", "CifarNetConfig", "cifar_depths"]
 
@@ -42,27 +46,34 @@ def cifar_depths(max_n: int = 18) -> list[int]:
 
 @dataclass(frozen=True)
 class CifarNetConfig:
-    """One CIFAR-layout net. ``depth`` counts weight layers and must be 6n + 2."""
+    """One CIFAR-layout net. ``depth`` counts weight layers and must be 6n + 2.
+
+    ``skip``: the blocks' skip kind (a key of :data:`~skiplab.blocks.skips.SKIPS`);
+    ``norm``: ``"post"`` (basic blocks) or ``"pre"`` (pre-activation blocks, which need a
+    skip); ``zero_init_last`` applies to blocks with a skip.
+    """
 
     depth: int = 20
-    residual: bool = True
+    skip: str = "residual"
     dims: Dims = 2
     in_channels: int = 3
     n_classes: int = 10
     widths: tuple[int, int, int] = (16, 32, 64)
     shortcut: ShortcutOption = "A"
     zero_init_last: bool = False
-    preact: bool = False
+    norm: str = "post"
 
     def __post_init__(self) -> None:
-        if self.preact and not self.residual:
-            raise ValueError("preact=True needs residual=True (a pre-activation block is "
-                             "defined by its clean identity path)")
+        check_skip(self.skip)
+        check_norm_placement(self.norm)
+        if self.norm == "pre" and not self.residual:
+            raise ValueError(f"norm='pre' needs a skip, not skip={self.skip!r} (a "
+                             "pre-activation block is defined by its clean identity path)")
         if self.depth < 8 or (self.depth - 2) % 6:
             raise ValueError(f"depth={self.depth} is not of the form 6n + 2 with n >= 1; "
                              f"valid depths: {', '.join(map(str, cifar_depths(6)))}, ...")
-        if self.dims not in (1, 2):
-            raise ValueError(f"dims={self.dims!r} is not supported; accepted: 1, 2")
+        check_choice("dims", self.dims, (1, 2))
+        check_choice("shortcut", self.shortcut, ("A", "B"))
         if len(self.widths) != 3:
             raise ValueError(f"widths={self.widths} must give the three stages' widths")
 
@@ -71,9 +82,15 @@ class CifarNetConfig:
         return (self.depth - 2) // 6
 
     @property
+    def residual(self) -> bool:
+        """Whether the blocks keep the stream (False for ``skip="none"``)."""
+        return SKIPS[self.skip].residual
+
+    @property
     def name(self) -> str:
-        kind = "preact-resnet" if self.preact else "resnet" if self.residual else "plain"
-        return f"{kind}-{self.depth}"
+        """The net's label: resnet-20, plain-20, preact-resnet-20, rezero-resnet-20..."""
+        kind = {"none": "plain", "residual": "resnet"}.get(self.skip, f"{self.skip}-resnet")
+        return f"{'preact-' if self.norm == 'pre' else ''}{kind}-{self.depth}"
 
 
 class CifarNet(nn.Module):
@@ -85,8 +102,9 @@ class CifarNet(nn.Module):
     def __init__(self, config: CifarNetConfig):
         super().__init__()
         self.config = c = config
-        self.stem = ConvNorm(c.in_channels, c.widths[0], dims=c.dims, act=not c.preact,
-                             normalise=not c.preact)
+        pre = c.norm == "pre"
+        self.stem = ConvNorm(c.in_channels, c.widths[0], dims=c.dims, act=not pre,
+                             normalise=not pre)
         stages = []
         in_channels = c.widths[0]
         for stage, width in enumerate(c.widths):
@@ -94,11 +112,11 @@ class CifarNet(nn.Module):
             for i in range(c.blocks_per_stage):
                 stride = 2 if stage > 0 and i == 0 else 1
                 block: ConvBlock
-                if c.preact:
-                    block = PreActBlock(in_channels, width, stride, dims=c.dims,
+                if pre:
+                    block = PreActBlock(in_channels, width, stride, dims=c.dims, skip=c.skip,
                                         shortcut=c.shortcut, zero_init_last=c.zero_init_last)
                 elif c.residual:
-                    block = BasicBlock(in_channels, width, stride, dims=c.dims,
+                    block = BasicBlock(in_channels, width, stride, dims=c.dims, skip=c.skip,
                                        shortcut=c.shortcut, zero_init_last=c.zero_init_last)
                 else:
                     block = PlainBasicBlock(in_channels, width, stride, dims=c.dims)
@@ -107,7 +125,7 @@ class CifarNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         # a pre-activation stack ends un-normalised: one BatchNorm + ReLU before pooling
-        self.final = (nn.Sequential(norm(c.dims, c.widths[-1]), nn.ReLU(inplace=True)) if c.preact
+        self.final = (nn.Sequential(norm(c.dims, c.widths[-1]), nn.ReLU(inplace=True)) if pre
                       else nn.Identity())
         self.pool = nn.AdaptiveAvgPool1d(1) if c.dims == 1 else nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c.widths[-1], c.n_classes)

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..blocks.dense import DenseBlock, Transition
 from ..blocks.residual import ConvNorm, Dims, norm
+from ..validation import check_choice
 
 __all__ = ["DenseNet", "DenseNetConfig", "densenet121", "densenet_bc"]
 
@@ -44,8 +45,7 @@ class DenseNetConfig:
     dims: Dims = 2
 
     def __post_init__(self) -> None:
-        if self.stem not in ("imagenet", "cifar"):
-            raise ValueError(f"stem={self.stem!r} is not known; accepted: 'imagenet', 'cifar'")
+        check_choice("stem", self.stem, ("imagenet", "cifar"))
         if not 0 < self.compression <= 1:
             raise ValueError(f"compression theta={self.compression} must be in (0, 1]")
         if not self.block_layers or any(n < 1 for n in self.block_layers):

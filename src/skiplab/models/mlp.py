@@ -1,14 +1,20 @@
-"""Deep fully connected classifiers: plain, plain with BatchNorm, and residual.
+"""Deep fully connected classifiers: plain, plain with BatchNorm, and one per skip kind.
 
-All three share the linear readout and differ in the depth - 2 hidden blocks; the stem
-(input -> width) is a plain layer in all three, with BatchNorm in ``plain_bn``. Any
+All share the linear readout and differ in the depth - 2 hidden blocks; the stem
+(input -> width) is a plain layer in all of them, with BatchNorm in ``plain_bn``. Any
 difference between them comes from the skip or the normalisation.
+
+``architecture`` names a preset: ``"plain"`` (no skip, no norm), ``"plain_bn"`` (no skip,
+BatchNorm after every linear map), or any skip kind of
+:data:`~skiplab.blocks.skips.SKIPS` other than ``"none"`` (``"residual"``, ``"rezero"``...:
+that skip around every hidden block, no norm). A kind added to ``SKIPS`` is an
+architecture from then on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
@@ -22,11 +28,24 @@ from ..blocks.mlp import (
     ResidualLinearBlock,
     init_linear_,
 )
+from ..blocks.skips import SKIPS
+from ..validation import check_choice
 
-__all__ = ["ARCHITECTURES", "DeepMLP", "MLPConfig"]
+__all__ = ["ARCHITECTURES", "DeepMLP", "MLPConfig", "architectures"]
 
-Architecture = Literal["plain", "plain_bn", "residual"]
-ARCHITECTURES: tuple[str, ...] = ("plain", "plain_bn", "residual")
+# The presets without a skip, and the norm each one puts after every linear map.
+PLAIN_PRESETS: dict[str, Callable[[int], nn.Module] | None] = {
+    "plain": None,
+    "plain_bn": nn.BatchNorm1d,
+}
+
+
+def architectures() -> tuple[str, ...]:
+    """Every accepted ``architecture``: the plain presets, then each skip kind but "none"."""
+    return (*PLAIN_PRESETS, *(kind for kind in SKIPS if SKIPS[kind].residual))
+
+
+ARCHITECTURES: tuple[str, ...] = architectures()
 
 
 @dataclass(frozen=True)
@@ -39,19 +58,19 @@ class MLPConfig:
     width: int = 64
     activation: Activation = "relu"
     init: Init = "kaiming"
-    architecture: Architecture = "plain"
+    architecture: str = "plain"
 
     def __post_init__(self) -> None:
         if self.depth < 3:
             raise ValueError(f"depth={self.depth} must be at least 3 (stem, block, readout)")
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture={self.architecture!r} is not known; accepted: "
-                             f"{', '.join(ARCHITECTURES)}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation={self.activation!r} is not known; accepted: "
-                             f"{', '.join(ACTIVATIONS)}")
-        if self.init not in INITS:
-            raise ValueError(f"init={self.init!r} is not known; accepted: {', '.join(INITS)}")
+        check_choice("architecture", self.architecture, architectures())
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("init", self.init, INITS)
+
+    @property
+    def skip(self) -> str:
+        """The hidden blocks' skip kind: ``"none"`` for the plain presets."""
+        return "none" if self.architecture in PLAIN_PRESETS else self.architecture
 
 
 class DeepMLP(nn.Module):
@@ -62,17 +81,17 @@ class DeepMLP(nn.Module):
 
     def __init__(self, config: MLPConfig):
         super().__init__()
-        self.config = config
-        c = config
-        norm = c.architecture == "plain_bn"
-        self.stem = PlainLinearBlock(c.in_features, c.width, activation=c.activation,
-                                     init=c.init, norm=norm)
-        if c.architecture == "residual":
-            blocks = [ResidualLinearBlock(c.width, activation=c.activation, init=c.init)
-                      for _ in range(c.depth - 2)]
+        self.config = c = config
+        act_layer = ACTIVATIONS[c.activation]
+        norm_layer = PLAIN_PRESETS.get(c.architecture)
+        self.stem = PlainLinearBlock(c.in_features, c.width, init=c.init,
+                                     norm_layer=norm_layer, act_layer=act_layer)
+        if c.skip == "none":
+            blocks = [PlainLinearBlock(c.width, c.width, init=c.init, norm_layer=norm_layer,
+                                       act_layer=act_layer) for _ in range(c.depth - 2)]
         else:
-            blocks = [PlainLinearBlock(c.width, c.width, activation=c.activation, init=c.init,
-                                       norm=norm) for _ in range(c.depth - 2)]
+            blocks = [ResidualLinearBlock(c.width, skip=c.skip, init=c.init,
+                                          act_layer=act_layer) for _ in range(c.depth - 2)]
         self.blocks = nn.Sequential(*blocks)
         self.readout = init_linear_(nn.Linear(c.width, c.n_classes), c.init)
 

@@ -19,6 +19,7 @@ from torch import nn
 from .cifar import CifarNet, CifarNetConfig
 from .densenet import densenet121, densenet_bc
 from .resnet import resnet18, resnet34, resnet50
+from .unet import UNet, UNetConfig
 
 __all__ = ["REGISTRY", "ModelSpec", "build_model", "count_parameters"]
 
@@ -38,13 +39,17 @@ def _cifar(depth: int, **kw) -> Callable[[], nn.Module]:
     return lambda: CifarNet(CifarNetConfig(depth=depth, **kw))
 
 
+def _unet(**kw) -> Callable[[], nn.Module]:
+    return lambda: UNet(UNetConfig(in_channels=1, n_classes=2, base_width=4, depth=2, **kw))
+
+
 def _specs() -> list[ModelSpec]:
     specs = []
     for depth in (20, 32, 44, 56, 110):
         specs.append(ModelSpec(f"resnet-{depth}", _cifar(depth), (3, 32, 32), 10, "cifar"))
-        specs.append(ModelSpec(f"plain-{depth}", _cifar(depth, residual=False), (3, 32, 32),
+        specs.append(ModelSpec(f"plain-{depth}", _cifar(depth, skip="none"), (3, 32, 32),
                                10, "cifar"))
-        specs.append(ModelSpec(f"preact-resnet-{depth}", _cifar(depth, preact=True),
+        specs.append(ModelSpec(f"preact-resnet-{depth}", _cifar(depth, norm="pre"),
                                (3, 32, 32), 10, "cifar"))
     specs.append(ModelSpec("resnet-20-1d", _cifar(20, dims=1, in_channels=1), (1, 40), 10,
                            "cifar"))
@@ -56,6 +61,13 @@ def _specs() -> list[ModelSpec]:
                            "cifar"))
     specs.append(ModelSpec("densenet-bc-40", lambda: densenet_bc(40, 12), (3, 32, 32), 10,
                            "cifar"))
+    # U-Nets at toy width: per-pixel logits (B, n_classes, H', W'), H' = H when same-padded
+    # and 60 -> 20 for the valid one (unet_sizes(60, depth=2))
+    specs.append(ModelSpec("unet-small", _unet(padding="same", norm=True), (1, 16, 16), 2,
+                           "unet"))
+    specs.append(ModelSpec("unet-small-residual", _unet(padding="same", norm=True,
+                                                        skip="residual"), (1, 16, 16), 2, "unet"))
+    specs.append(ModelSpec("unet-small-valid", _unet(padding="valid"), (1, 60, 60), 2, "unet"))
     return specs
 
 

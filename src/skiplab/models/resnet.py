@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..blocks.residual import BasicBlock, Bottleneck, ConvBlock, ConvNorm, ShortcutOption
+from ..validation import check_choice
 
 __all__ = ["RESNET_LAYERS", "ResNet", "ResNetConfig", "resnet18", "resnet34", "resnet50"]
 
@@ -50,9 +51,7 @@ class ResNetConfig:
     zero_init_last: bool = False
 
     def __post_init__(self) -> None:
-        if self.block not in ("basic", "bottleneck"):
-            raise ValueError(f"block={self.block!r} is not known; accepted: 'basic', "
-                             "'bottleneck'")
+        check_choice("block", self.block, ("basic", "bottleneck"))
         if len(self.layers) != len(self.widths) or not self.layers:
             raise ValueError(f"layers={self.layers} and widths={self.widths} must have the "
                              "same, non-zero length (one entry per stage)")

@@ -18,7 +18,7 @@ settings, with causal and key-padding masks).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,11 +27,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..blocks.attention import MultiHeadAttention
-from ..blocks.transformer import NORMS, DecoderBlock, EncoderBlock, PositionalEncoding
+from ..blocks.skips import SKIPS, check_norm_placement, check_skip
+from ..blocks.transformer import DecoderBlock, EncoderBlock, PositionalEncoding
+from ..validation import check_choice
 
 __all__ = [
     "EncoderDecoder",
     "SequenceModel",
+    "TRANSFORMER_ACTIVATIONS",
     "TRANSFORMER_INITS",
     "TransformerConfig",
     "decoder_block_from_torch",
@@ -40,6 +43,8 @@ __all__ = [
 ]
 
 TRANSFORMER_INITS: tuple[str, ...] = ("xavier", "pytorch")
+# The feed-forward networks' activations, by the name ``TransformerConfig.activation`` takes.
+TRANSFORMER_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,9 @@ class TransformerConfig:
     every bias zero, token embeddings N(0, 1). ``init="pytorch"``: PyTorch's defaults for
     ``TransformerEncoderLayer`` (the stacked attention matrix Xavier, the other Linear
     layers Kaiming-uniform with a = √5). LayerNorms start at weight 1, bias 0 either way.
+
+    ``norm`` places the LayerNorms (``"post"`` or ``"pre"``) and ``skip`` names every
+    sub-layer's skip, a key of :data:`~skiplab.blocks.skips.SKIPS` (``"none"`` removes them).
     """
 
     vocab_size: int
@@ -58,7 +66,7 @@ class TransformerConfig:
     d_ff: int | None = None
     n_layers: int = 4
     norm: Literal["post", "pre"] = "pre"
-    residual: bool = True
+    skip: str = "residual"
     positional: bool = True
     causal: bool = False
     max_len: int = 512
@@ -69,24 +77,30 @@ class TransformerConfig:
     fast: bool = True
 
     def __post_init__(self) -> None:
-        if self.norm not in NORMS:
-            raise ValueError(f"norm={self.norm!r} is not known; accepted: {', '.join(NORMS)}")
-        if self.init not in TRANSFORMER_INITS:
-            raise ValueError(f"init={self.init!r} is not known; accepted: "
-                             f"{', '.join(TRANSFORMER_INITS)}")
+        check_norm_placement(self.norm)
+        check_skip(self.skip)
+        check_choice("activation", self.activation, TRANSFORMER_ACTIVATIONS)
+        check_choice("init", self.init, TRANSFORMER_INITS)
         if self.vocab_size < 1 or self.n_layers < 0 or self.d_model < 2:
             raise ValueError("vocab_size >= 1, n_layers >= 0 and d_model >= 2 are required")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
 
     @property
+    def residual(self) -> bool:
+        """Whether the sub-layers keep the stream (False for ``skip="none"``)."""
+        return SKIPS[self.skip].residual
+
+    @property
     def name(self) -> str:
-        skip = "" if self.residual else "-noskip"
+        skip = {"residual": "", "none": "-noskip"}.get(self.skip, f"-{self.skip}")
         return f"{self.norm}-norm-{self.n_layers}{skip}"
 
-    def block_kwargs(self) -> dict:
-        return dict(d_ff=self.d_ff, norm=self.norm, residual=self.residual,
-                    dropout=self.dropout, activation=self.activation, fast=self.fast)
+
+def _block_kwargs(c: TransformerConfig) -> dict:
+    """The config's block settings, names mapped to what the blocks take."""
+    return dict(d_ff=c.d_ff, norm=c.norm, skip=c.skip, dropout=c.dropout,
+                act_layer=TRANSFORMER_ACTIVATIONS[c.activation], fast=c.fast)
 
 
 @torch.no_grad()
@@ -96,8 +110,7 @@ def init_transformer_(model: nn.Module, scheme: str) -> nn.Module:
     ``"xavier"``: Xavier-uniform weight matrices, zero biases, N(0, 1) embeddings;
     ``"pytorch"``: each module's own ``reset_parameters`` (PyTorch's defaults).
     """
-    if scheme not in TRANSFORMER_INITS:
-        raise ValueError(f"scheme={scheme!r} is not known; accepted: {', '.join(TRANSFORMER_INITS)}")
+    check_choice("scheme", scheme, TRANSFORMER_INITS)
     in_attention = {id(child) for m in model.modules() if isinstance(m, MultiHeadAttention)
                     for child in m.children()}
     for module in model.modules():
@@ -130,7 +143,7 @@ class SequenceModel(nn.Module):
         c = config
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
         self.positions = PositionalEncoding(c.d_model, c.max_len) if c.positional else None
-        self.blocks = nn.ModuleList(EncoderBlock(c.d_model, c.n_heads, **c.block_kwargs())
+        self.blocks = nn.ModuleList(EncoderBlock(c.d_model, c.n_heads, **_block_kwargs(c))
                                     for _ in range(c.n_layers))
         self.final_norm = nn.LayerNorm(c.d_model) if c.norm == "pre" else nn.Identity()
         self.head = nn.Linear(c.d_model, c.n_outputs or c.vocab_size)
@@ -185,9 +198,9 @@ class EncoderDecoder(nn.Module):
         self.src_embed = nn.Embedding(c.vocab_size, c.d_model)
         self.tgt_embed = nn.Embedding(c.vocab_size, c.d_model)
         self.positions = PositionalEncoding(c.d_model, c.max_len)
-        self.encoder = nn.ModuleList(EncoderBlock(c.d_model, c.n_heads, **c.block_kwargs())
+        self.encoder = nn.ModuleList(EncoderBlock(c.d_model, c.n_heads, **_block_kwargs(c))
                                      for _ in range(c.n_layers))
-        self.decoder = nn.ModuleList(DecoderBlock(c.d_model, c.n_heads, **c.block_kwargs())
+        self.decoder = nn.ModuleList(DecoderBlock(c.d_model, c.n_heads, **_block_kwargs(c))
                                      for _ in range(c.n_layers))
         pre = c.norm == "pre"
         self.encoder_norm = nn.LayerNorm(c.d_model) if pre else nn.Identity()
@@ -219,6 +232,7 @@ class EncoderDecoder(nn.Module):
 # --- converters from torch.nn ------------------------------------------------------------
 
 def _activation_name(layer: nn.Module) -> str:
+    """The name in :data:`TRANSFORMER_ACTIVATIONS` of a torch layer's activation."""
     act = layer.activation
     if act is F.relu or isinstance(act, nn.ReLU):
         return "relu"
@@ -245,7 +259,7 @@ def _block_options(layer: nn.Module) -> dict:
         d_ff=layer.linear1.out_features,
         norm="pre" if layer.norm_first else "post",
         dropout=layer.dropout.p,
-        activation=_activation_name(layer),
+        act_layer=TRANSFORMER_ACTIVATIONS[_activation_name(layer)],
         layer_norm_eps=layer.norm1.eps,
         bias=layer.linear1.bias is not None,
     )

@@ -1,12 +1,15 @@
-"""U-Net (Ronneberger, Fischer & Brox 2015): an encoder-decoder with *long* skips.
+"""U-Net (Ronneberger, Fischer & Brox 2015): an encoder-decoder with *long* skips, built
+from :mod:`skiplab.blocks.unet`.
 
 The encoder (contracting path) halves the resolution ``depth`` times; the decoder
 (expanding path) doubles it back. A long skip carries each encoder level's feature map to
 the decoder level of the same resolution, where it is merged with the up-sampled coarse
-features: concatenated (the paper), added, or not at all (``"none"``: the decoder sees
-only what passed through the bottleneck). Encoder and decoder are otherwise the same in
-all three modes, so comparisons are fair; ``decoder_scale`` widens the decoder's
-convolutions so that the modes can also be compared at equal parameter count.
+features (``long_skip=``): concatenated (the paper), added, or not at all (``"none"``: the
+decoder sees only what passed through the bottleneck). Encoder and decoder are otherwise
+the same in all three modes, so comparisons are fair; ``decoder_scale`` widens the
+decoder's convolutions so that the modes can also be compared at equal parameter count.
+Inside every level, ``skip=`` adds a *short* skip around its two convolutions, any kind
+of the book's vocabulary (:data:`~skiplab.blocks.skips.SKIPS`; the paper has none).
 
 ``padding="valid"`` is the paper's network: unpadded 3x3 convolutions shrink every map by
 2 pixels per convolution, so the encoder's maps are larger than the decoder's and are
@@ -20,30 +23,25 @@ torch.Size([1, 2, 388, 388])
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
 from torch import nn
 
-__all__ = ["DecoderStage", "EncoderStage", "UNet", "UNetConfig", "center_crop", "local_net",
-           "match_decoder_scale", "unet_sizes", "unet_valid_sizes"]
+from ..blocks.skips import check_skip
+from ..blocks.unet import (LONG_SKIPS, PADDINGS, UPSAMPLES, DecoderStage, EncoderStage,
+                           LongSkip, Padding, Upsample, center_crop)
+from ..validation import check_choice
 
-SkipMode = Literal["concat", "add", "none"]
+# center_crop is re-exported: the segmentation metrics crop targets with it
+__all__ = ["UNet", "UNetConfig", "center_crop", "local_net", "match_decoder_scale",
+           "unet_sizes", "unet_valid_sizes"]
 
-
-def center_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The central (H', W') window of x (B, C, H, W); H - H' and W - W' must be >= 0.
-
-    When the margin is odd the extra pixel is dropped on the bottom/right (the paper's
-    sizes never need that).
-    """
-    h, w = x.shape[-2:]
-    th, tw = size
-    if th > h or tw > w:
-        raise ValueError(f"cannot crop {h}x{w} to the larger {th}x{tw}")
-    top, left = (h - th) // 2, (w - tw) // 2
-    return x[..., top:top + th, left:left + tw]
+WEIGHT_INITS: dict[str, str] = {
+    "pytorch": "PyTorch's default",
+    "he": "Gaussian, std sqrt(2 / fan_in), the paper's",
+}
 
 
 def unet_sizes(n: int, depth: int = 4, padding: str = "valid") -> dict[str, list[int]]:
@@ -119,8 +117,10 @@ def _fits(n: int, depth: int, padding: str) -> bool:
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """A U-Net: channels, classes, base width, depth, padding, long-skip mode, up-sampling,
-    normalisation, optional residual (short) skips inside each level, and the weights'
+    """A U-Net: channels, classes, base width, depth, padding, the long skips' merge
+    (``long_skip``: ``"concat"``, ``"add"`` or ``"none"``), up-sampling, BatchNorm or not,
+    the short skips inside each level (``skip``: ``"none"``, the paper, or another kind of
+    :data:`~skiplab.blocks.skips.SKIPS`, e.g. ``"residual"``), and the weights'
     initialisation: ``"pytorch"`` (PyTorch's default, uniform with variance gain 1/3) or
     ``"he"`` (Gaussian with std sqrt(2 / fan_in), the paper's choice; biases zero).
     ``upsample="interpolate"`` is nearest resize + a padded 3x3 convolution, whatever the
@@ -130,21 +130,24 @@ class UNetConfig:
     n_classes: int = 2
     base_width: int = 64
     depth: int = 4
-    padding: Literal["valid", "same"] = "valid"
-    skip: SkipMode = "concat"
-    upsample: Literal["transpose", "interpolate"] = "transpose"
+    padding: Padding = "valid"
+    long_skip: LongSkip = "concat"
+    upsample: Upsample = "transpose"
     norm: bool = False
-    residual: bool = False
+    skip: str = "none"
     decoder_scale: float = 1.0
     init: Literal["pytorch", "he"] = "pytorch"
 
     def __post_init__(self) -> None:
-        choices = {"padding": ("valid", "same"), "skip": ("concat", "add", "none"),
-                   "upsample": ("transpose", "interpolate"), "init": ("pytorch", "he")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not known; accepted: "
-                                 f"{', '.join(map(repr, allowed))}")
+        check_choice("padding", self.padding, PADDINGS)
+        check_choice("long_skip", self.long_skip, LONG_SKIPS)
+        check_choice("upsample", self.upsample, UPSAMPLES)
+        check_choice("init", self.init, WEIGHT_INITS)
+        if self.skip in LONG_SKIPS and self.skip != "none":
+            raise ValueError(f"skip={self.skip!r} names a long-skip merge: pass "
+                             f"long_skip={self.skip!r} (skip= is the short skip inside "
+                             f"each level: 'none', 'residual', ...)")
+        check_skip(self.skip)
         if self.depth < 1 or self.base_width < 1:
             raise ValueError("depth and base_width must be at least 1")
         if self.decoder_scale <= 0:
@@ -152,83 +155,6 @@ class UNetConfig:
 
     def width(self, level: int) -> int:
         return self.base_width * 2 ** level
-
-
-class DoubleConv(nn.Module):
-    """Two 3x3 convolutions, each followed by [BatchNorm and] ReLU; with ``residual`` a
-    1x1-projected shortcut is added around the pair (a short skip, Drozdzal et al. 2016).
-
-    Shapes: (B, C_in, H, W) -> (B, C_out, H - 4, W - 4) for valid padding, else (H, W).
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, *, padding: str, norm: bool,
-                 residual: bool):
-        super().__init__()
-        pad = 1 if padding == "same" else 0
-        layers: list[nn.Module] = []
-        for i, c_in in enumerate((in_channels, out_channels)):
-            layers.append(nn.Conv2d(c_in, out_channels, 3, padding=pad, bias=not norm))
-            if norm:
-                layers.append(nn.BatchNorm2d(out_channels))
-            if i == 0 or not residual:
-                layers.append(nn.ReLU(inplace=True))
-        self.body = nn.Sequential(*layers)
-        self.residual = residual
-        self.shortcut = (nn.Conv2d(in_channels, out_channels, 1, bias=False)
-                         if residual and in_channels != out_channels else nn.Identity())
-        self.act = nn.ReLU(inplace=True) if residual else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.body(x)
-        if self.residual:
-            y = self.act(y + center_crop(self.shortcut(x), y.shape[-2:]))
-        return y
-
-
-class EncoderStage(nn.Module):
-    """One level of the contracting path: [2x2 max-pool, unless first] then DoubleConv."""
-
-    def __init__(self, in_channels: int, out_channels: int, *, first: bool, padding: str,
-                 norm: bool, residual: bool):
-        super().__init__()
-        self.pool = nn.Identity() if first else nn.MaxPool2d(2)
-        self.convs = DoubleConv(in_channels, out_channels, padding=padding, norm=norm,
-                                residual=residual)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.convs(self.pool(x))
-
-
-class DecoderStage(nn.Module):
-    """One level of the expanding path: up-sample (x2) to ``skip_channels``, merge with the
-    (centre-cropped) encoder map by the skip mode, then DoubleConv.
-
-    Shapes: x (B, C_in, h, w), skip (B, skip_channels, H, W) with H, W >= 2h, 2w ->
-    (B, out_channels, 2h [- 4], 2w [- 4]).
-    """
-
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, *,
-                 skip: SkipMode, upsample: str, padding: str, norm: bool, residual: bool):
-        super().__init__()
-        self.skip = skip
-        if upsample == "transpose":
-            self.up: nn.Module = nn.ConvTranspose2d(in_channels, skip_channels, 2, stride=2)
-        else:
-            self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                    nn.Conv2d(in_channels, skip_channels, 3, padding=1))
-        merged = 2 * skip_channels if skip == "concat" else skip_channels
-        self.convs = DoubleConv(merged, out_channels, padding=padding, norm=norm,
-                                residual=residual)
-
-    def merge(self, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        """Crop the encoder map to the up-sampled map's size and merge them."""
-        if self.skip == "none":
-            return up
-        cropped = center_crop(skip, up.shape[-2:])
-        return torch.cat([cropped, up], 1) if self.skip == "concat" else up + cropped
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.convs(self.merge(self.up(x), skip))
 
 
 class UNet(nn.Module):
@@ -241,7 +167,8 @@ class UNet(nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
         self.config = c = config
-        kw = dict(padding=c.padding, norm=c.norm, residual=c.residual)
+        kw = dict(padding=c.padding, norm_layer=nn.BatchNorm2d if c.norm else None,
+                  skip=c.skip)
         self.encoder = nn.ModuleList(
             EncoderStage(c.in_channels if level == 0 else c.width(level - 1), c.width(level),
                          first=level == 0, **kw)
@@ -250,8 +177,8 @@ class UNet(nn.Module):
         channels = c.width(c.depth)
         for level in reversed(range(c.depth)):
             out = max(1, round(c.width(level) * c.decoder_scale))
-            decoder.append(DecoderStage(channels, c.width(level), out, skip=c.skip,
-                                        upsample=c.upsample, **kw))
+            decoder.append(DecoderStage(channels, c.width(level), out,
+                                        long_skip=c.long_skip, upsample=c.upsample, **kw))
             channels = out
         self.decoder = nn.ModuleList(decoder)
         self.classifier = nn.Conv2d(channels, c.n_classes, 1)
@@ -272,13 +199,13 @@ class UNet(nn.Module):
             elif side % 2 ** c.depth:
                 raise ValueError(f"a same-padded U-Net of depth {c.depth} needs sides "
                                  f"divisible by {2 ** c.depth}, got {side}")
-        skips = []
+        encoder_maps = []
         for stage in self.encoder:
             x = stage(x)
-            skips.append(x)
-        x = skips.pop()
+            encoder_maps.append(x)
+        x = encoder_maps.pop()
         for stage in self.decoder:
-            x = stage(x, skips.pop())
+            x = stage(x, encoder_maps.pop())
         return self.classifier(x)
 
 
@@ -287,11 +214,9 @@ def match_decoder_scale(config: UNetConfig, parameters: int, *, tolerance: float
     """``config`` with the ``decoder_scale`` that brings its parameter count closest to
     ``parameters`` (bisection; within ``tolerance`` relative where the widths allow).
 
-    Used to compare skip modes at equal parameter count: ``"add"`` and ``"none"`` merge
-    fewer channels than ``"concat"``, so their decoders are widened to match.
+    Used to compare long-skip merges at equal parameter count: ``"add"`` and ``"none"``
+    merge fewer channels than ``"concat"``, so their decoders are widened to match.
     """
-    from dataclasses import replace
-
     def count(scale: float) -> int:
         return sum(p.numel() for p in UNet(replace(config, decoder_scale=scale)).parameters())
 

@@ -10,6 +10,10 @@ Two units of g that start identical (same row of W_mid, same bias, same column o
 receive identical gradients in the plain net, so they stay identical forever. The additive
 skip adds a *different* coordinate of h to each unit, the dropout mask differs between
 them, and both break the tie; concatenation leaves g's units interchangeable.
+
+``variant`` is this experiment's own vocabulary, because two of its four ways (concatenation,
+dropout) are not skip kinds: ``"plain"`` is the skip kind ``"none"`` and ``"additive"`` the
+skip kind ``"residual"`` of :data:`~skiplab.blocks.skips.SKIPS`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from ..validation import check_choice
 
 __all__ = ["SKIP_VARIANTS", "SkipVariantMLP"]
 
@@ -30,17 +36,15 @@ class SkipVariantMLP(nn.Module):
 
     Args:
         in_features, n_classes, width: sizes.
-        variant: how the middle layer's output g is combined with its input h.
+        variant: how the middle layer's output g is combined with its input h
+            (``"additive"``: the skip kind ``"residual"``, z = h + g).
         dropout: drop probability of the ``"dropout"`` variant.
     """
 
     def __init__(self, in_features: int, n_classes: int, width: int = 32, *,
                  variant: SkipVariant = "plain", dropout: float = 0.1):
         super().__init__()
-        if variant not in SKIP_VARIANTS:
-            raise ValueError(f"variant={variant!r} is not known; accepted: "
-                             f"{', '.join(SKIP_VARIANTS)}")
-        self.variant = variant
+        self.variant = check_choice("variant", variant, SKIP_VARIANTS)
         self.inp = nn.Linear(in_features, width)
         self.mid = nn.Linear(width, width)
         self.drop = nn.Dropout(dropout) if variant == "dropout" else nn.Identity()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..blocks.dense import DenseBlock, Transition
 from ..models.densenet import DenseNet
@@ -71,8 +72,6 @@ def reuse_ablation_map(model: DenseNet, block_index: int, x: torch.Tensor, y: to
         block_index: which dense block.
         x, y: an evaluation batch (B, C, *S) and its (B,) labels.
     """
-    import torch.nn.functional as F
-
     def loss() -> float:
         total = sum(F.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size],
                                     reduction="sum").item()
