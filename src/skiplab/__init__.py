@@ -22,7 +22,7 @@ from .train import History, evaluate, train
 
 # The one place the version is written: pyproject.toml reads it, and the notebooks' setup cell
 # installs the git tag v<version> (tools/setup_cell.py).
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "SCALES",
