@@ -19,7 +19,8 @@ HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# __init__.py holds the version, which the installed metadata must match (reinstall on a bump)
+$(VENV)/.installed: requirements.txt pyproject.toml src/skiplab/__init__.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# pip warns once per package about the machine's empty local index folders: hide those lines
 	$(BIN)/python -m pip install --quiet -r requirements.txt 2>&1 | grep -v "^WARNING: Location 'file:" ; test $${PIPESTATUS[0]} -eq 0
@@ -35,7 +36,7 @@ COLAB_PYTHON ?= python3.13
 .PHONY: venv-colab
 venv-colab: $(COLAB_VENV)/.installed
 
-$(COLAB_VENV)/.installed: requirements-colab.txt pyproject.toml
+$(COLAB_VENV)/.installed: requirements-colab.txt pyproject.toml src/skiplab/__init__.py
 	@test -x $(COLAB_BIN)/python || { py=$(PYTHON); \
 		for p in $(COLAB_PYTHON) $$HOME/.pyenv/versions/3.13*/bin/python3.13; do \
 			if $$p -c '' 2>/dev/null; then py=$$p; break; fi; done; \
