@@ -129,6 +129,17 @@ chapter: venv
 	@test -n "$(CHAPTER)" || { echo "usage: make chapter CHAPTER=book/<part>/<name>.ipynb"; exit 2; }
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider -q $(CHAPTER)
 
+# Every claim of every chapter over seeds and torch thread counts (tools/claims_table.py):
+# _build/claims/claims.md (held in how many runs, failed in which) and evidence.md (every
+# run's numbers). About 6 minutes of one core per seed and thread count at quick scale.
+#   make claims SEEDS="0 1 2" THREADS="1 2" [CHAPTERS="book/why/landscape.ipynb ..."]
+SEEDS ?= 0 1 2 3 4 5 6 7 8 9
+THREADS ?= 1 2
+.PHONY: claims
+claims: venv
+	$(BIN)/python tools/claims_table.py --seeds $(SEEDS) --threads $(THREADS) \
+		$(if $(CHAPTERS),--chapters $(CHAPTERS))
+
 # Assignments for teachers (see book/teachers.md): every chapter's exercises as an otter-grader
 # assignment, a student notebook and an autograder, in $(ASSIGNMENTS)/NAME/. otter runs every
 # check on the solutions while it builds, so a solution that stops passing fails this target.

@@ -9,10 +9,16 @@ says.
 from __future__ import annotations
 
 import html
+import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
+
+from .runtime import get_scale, get_seed
 
 try:  # IPython shows verdicts as HTML in Jupyter; without it they are plain text only
     from IPython import get_ipython
@@ -101,6 +107,21 @@ def _in_ipython() -> bool:
     return get_ipython is not None and get_ipython() is not None
 
 
+def _log(result: Claim) -> None:
+    """Append the verdict to ``SKIPLAB_CLAIMS_LOG`` (one JSON object per line) when that
+    variable names a file: how ``make claims`` collects every claim's evidence per run.
+    ``SKIPLAB_CLAIMS_CHAPTER`` labels the lines; the seed, scale and torch's thread count are
+    this process's."""
+    path = os.environ.get("SKIPLAB_CLAIMS_LOG")
+    if not path:
+        return
+    record = {"chapter": os.environ.get("SKIPLAB_CLAIMS_CHAPTER", ""), "seed": get_seed(),
+              "threads": torch.get_num_threads(), "scale": get_scale(), "text": result.text,
+              "holds": result.holds, "evidence": format_evidence(result.evidence)}
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(json.dumps(record) + "\n")
+
+
 def claim(text: str, holds: bool, **evidence: Any) -> Claim:
     """Check a finding on measured numbers; show the verdict; raise if it does not hold.
 
@@ -120,6 +141,7 @@ def claim(text: str, holds: bool, **evidence: Any) -> Claim:
     if not isinstance(holds, bool):
         raise TypeError(f"claim(holds=...) must be a bool, got {type(holds).__name__}")
     result = Claim(text=text, holds=holds, evidence=dict(evidence))
+    _log(result)
     if _in_ipython():
         result._ipython_display_()
     if not holds:
