@@ -9,6 +9,7 @@ from skiplab import History, load_digits, seed_everything, train
 from skiplab.data import load_cifar10, random_crop_flip
 from skiplab.figures import (depth_curves_figure, final_loss_figure, gradient_heatmap_figure,
                              lesion_figure, path_length_figure)
+from skiplab.figures.degradation import shattering_figure
 from skiplab.models import CifarNet, CifarNetConfig
 from skiplab.probes import GradientRecorder, hidden_grad_norms
 
@@ -191,6 +192,21 @@ def test_final_loss_and_heatmap_and_lesion_and_paths():
     assert [sum(t.y) for t in paths.data] == [pytest.approx(1.0), pytest.approx(1.0)]
     assert list(paths.data[0].customdata) == ["1", "3", "3", "1"]
     assert [s.label for s in paths.layout.sliders[0].steps] == ["3", "10"]
+
+
+def test_shattering_figure_draws_one_line_per_depth_against_the_distance():
+    profiles = {(a, d): [1.0, 0.5 if a == "plain" else 0.9, 0.1]
+                for a in ("plain", "residual") for d in (8, 20)}
+    fig = shattering_figure(profiles, points=5)
+    assert len(fig.data) == 4
+    assert [t.name for t in fig.data] == ["depth 8", "depth 20"] * 2
+    assert [t.showlegend for t in fig.data] == [True, True, False, False]
+    assert np.allclose(fig.data[0].x, [0, 0.25, 0.5])
+    assert list(fig.data[2].y) == [1.0, 0.9, 0.1]
+    with pytest.raises(ValueError, match="every depth"):
+        shattering_figure({k: v for k, v in profiles.items() if k != ("plain", 20)}, points=5)
+    with pytest.raises(ValueError, match="at least 2"):
+        shattering_figure(profiles, points=1)
 
 
 def test_train_passes_a_generator_per_step(digit_images):

@@ -317,3 +317,110 @@ def test_every_head_moves_whole_to_another_device(head):
     """Nothing a head computes with is created on the CPU in forward."""
     head = head.to("meta").eval()
     assert head(torch.randn(3, D, device="meta")).device.type == "meta"
+
+
+def test_skip_dropout_keeps_the_zero_gate_start_and_dropout_does_not():
+    torch.manual_seed(0)
+    x = torch.randn(64, D)
+    skip = SkipConnectionHead(D, gate="zero", skip_dropout=0.5).train()
+    assert torch.equal(skip(x), x)               # the identity route is never dropped
+    plain = SkipConnectionHead(D, gate="zero", dropout=0.5).train()
+    assert not torch.equal(plain(x), x)          # dropout before the split hits x itself
+    assert torch.equal(plain.eval()(x), x)
+
+
+def test_gate_shift_measures_the_gate_parameter_from_its_start():
+    head = SkipConnectionHead(D, n_layers=2)
+    assert head.gate_shift() == [0.0, 0.0]
+    with torch.no_grad():
+        head.gates[0].add_(0.5)
+        head.gates[1][:D // 2] -= 1.0
+    assert head.gate_shift() == pytest.approx([0.5, 0.5])
+    zero = SkipConnectionHead(D, gate="zero")
+    with torch.no_grad():
+        zero.gates[0].fill_(-0.25)
+    assert zero.gate_shift() == pytest.approx([0.25])
+
+
+def test_sigmoid_pre_activation_moves_like_a_zero_gate_under_adam_not_under_sgd():
+    # the same data and steps: SGD moves the sigmoid's pre-activation far less than a zero
+    # gate (slope 0.018), Adam moves the two by comparable amounts
+    def shift(gate, optimizer):
+        torch.manual_seed(0)
+        head = SkipConnectionHead(D, gate=gate)
+        x, target = torch.randn(128, D), torch.randn(128, D)
+        opt = (torch.optim.SGD(head.parameters(), lr=0.05) if optimizer == "sgd"
+               else torch.optim.Adam(head.parameters(), lr=1e-2))
+        for _ in range(20):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(head(x), target).backward()
+            opt.step()
+        return head.gate_shift()[0]
+    assert shift("sigmoid", "sgd") < 0.1 * shift("zero", "sgd")
+    assert 0.33 < shift("sigmoid", "adam") / shift("zero", "adam") < 3
+
+
+def test_embedding_retrieval_restores_the_mode_and_gap_uses_equal_sets():
+    from skiplab.finetune import embedding_retrieval, retrieval_gap
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5)).train()
+    x = torch.randn(30, 4)
+    y = torch.arange(30) % 3
+    first = embedding_retrieval(model, x, y, k=3)
+    assert model.training and first == embedding_retrieval(model, x, y, k=3)  # eval mode
+    # identical train and test data: the gap is 0 (the subset is the whole set)
+    gap = retrieval_gap(model, x, y, x, y, k=3, seed=1)
+    assert gap["gap"] == 0.0 and gap["train"] == first["precision@3"]
+    with pytest.raises(ValueError, match="larger than the training set"):
+        retrieval_gap(model, x[:10], y[:10], x, y)
+
+
+def test_linear_probe_then_finetune_freezes_the_encoder_only_during_the_probe():
+    from skiplab.finetune import train_linear_probe_then_finetune
+    data = load_digits(images=True, seed=0, device="cpu")
+    torch.manual_seed(0)
+    model = to_embedding_model(CifarNet(CifarNetConfig(depth=8, widths=(4, 8, 16),
+                                                       in_channels=1)), head=LinearHead(16))
+    x, y = data.x_train[:200], data.y_train[:200]
+    before = {n: p.detach().clone() for n, p in model.encoder.named_parameters()}
+    head_before = model.head.fc.weight.detach().clone()
+    seen = []
+
+    def evaluate(m):
+        assert m is model
+        seen.append(({n: p.detach().clone() for n, p in m.encoder.named_parameters()},
+                     m.head.fc.weight.detach().clone()))
+        return {"one": 1.0}
+
+    probe, tune = train_linear_probe_then_finetune(
+        model, x, y, probe_steps=4, steps=3, evaluate=evaluate, batch_size=32, lr=0.05,
+        optimizer="sgd", record_every=2, seed=0, show_progress=False)
+    assert probe.step == [0, 2, 4] and tune.step == [0, 2, 3]
+    encoder_after_probe, head_after_probe = seen[len(probe.step) - 1]
+    assert all(torch.equal(encoder_after_probe[n], before[n]) for n in before)
+    assert not torch.equal(head_after_probe, head_before)            # the probe trained
+    assert torch.equal(seen[len(probe.step)][1], head_after_probe)   # FT starts there
+    assert all(p.requires_grad for p in model.encoder.parameters())
+    assert any(not torch.equal(p, before[n]) for n, p in model.encoder.named_parameters())
+    with pytest.raises(ValueError, match="already frozen"):
+        frozen = to_embedding_model(small_encoder(), freeze=True, head=LinearHead(16))
+        train_linear_probe_then_finetune(frozen, torch.randn(8, 3, 8, 8), torch.zeros(8),
+                                         probe_steps=1, steps=1, evaluate=lambda m: {})
+
+
+def test_random_head_retrieval_draws_fresh_heads_reproducibly():
+    from skiplab.finetune import random_head_retrieval
+    torch.manual_seed(0)
+    z = torch.randn(40, D)
+    y = torch.arange(40) % 4
+    identity = random_head_retrieval(z, y, lambda: EmptyHead(D), draws=3, k=3)
+    assert identity.shape == (3,)
+    assert torch.all(identity == retrieval_metrics(z, y, k=3)["precision@3"])
+    state = torch.random.get_rng_state()
+    a = random_head_retrieval(z, y, lambda: LinearHead(D), draws=5, k=3, seed=1)
+    assert torch.equal(torch.random.get_rng_state(), state)        # caller's state kept
+    assert torch.equal(a, random_head_retrieval(z, y, lambda: LinearHead(D), draws=5, k=3,
+                                                seed=1))
+    assert len(set(a.tolist())) > 1 and ((a >= 0) & (a <= 1)).all()  # different draws
+    with pytest.raises(ValueError, match="draws"):
+        random_head_retrieval(z, y, lambda: LinearHead(D), draws=0)

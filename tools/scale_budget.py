@@ -50,19 +50,19 @@ LAUNCH_SECONDS = 10e-6
 # quick: measured, alone with 2 torch threads (README, "The two commands"): not estimated.
 QUICK_MEASURED = {
     "gradient_flow": "19-21 s on 2 CPU cores (measured)",
-    "degradation": "65-83 s on 2 CPU cores (measured)",
-    "symmetry": "15-17 s on 2 CPU cores (measured)",
-    "landscape": "63-85 s on 2 CPU cores (measured)",
+    "degradation": "40 s on 2 CPU cores (measured, seed 0)",
+    "symmetry": "20 s on 2 CPU cores (measured, seed 0)",
+    "landscape": "36 s on 2 CPU cores (measured, seed 0)",
     "resnet": "50-57 s on 2 CPU cores (measured)",
-    "densenet": "86-94 s on 2 CPU cores (measured)",
+    "densenet": "40 s on 2 CPU cores (measured, seed 0)",
     "unet": "76-95 s on 2 CPU cores (measured)",
-    "transformer": "55-68 s on 2 CPU cores (measured)",
-    "heads": "24-27 s on 2 CPU cores (measured)",
+    "transformer": "41 s on 2 CPU cores (measured, seed 0)",
+    "heads": "22 s on 2 CPU cores (measured, seed 0)",
 }
 
 # Chapters that run on the CPU in float64 at every scale (exact Hessians): no GPU estimate;
-# gpu (= paper) measured with SKIPLAB_SCALE=gpu, seeds 0-3, one torch thread.
-CPU_ONLY = {"symmetry": "23-49 s on 1 CPU thread (measured; the chapter runs on the CPU)"}
+# gpu (= paper) measured with SKIPLAB_SCALE=gpu, seed 0, one torch thread.
+CPU_ONLY = {"symmetry": "100 s on 1 CPU thread (measured, seed 0; the chapter runs on the CPU)"}
 
 CHAPTERS = {
     "gradient_flow": "book/why/gradient_flow.ipynb",
@@ -175,15 +175,34 @@ def _jobs_symmetry(ch, s):
         64, 10, depth=s["stat_depth"], width=s["stat_width"], activation="tanh", init="xavier",
         architecture=a)), (64,), 10, "classify", steps=s["stat_steps"], batch=128,
         eval_examples=_evals(s["stat_steps"], 50, 360)) for arch in ("plain", "residual")]
+    # the deciding experiment: four variants, decide_reps replicates each
+    from skiplab.models.symmetry_breaking import break_unit_symmetry, orthogonal_shortcuts
+
+    def stat_net(arch):
+        return DeepMLP(MLPConfig(64, 10, depth=s["stat_depth"], width=s["stat_width"],
+                                 activation="tanh", init="xavier", architecture=arch))
+
+    variants = {"plain": lambda: stat_net("plain"),
+                "plain, symmetry broken": lambda: break_unit_symmetry(stat_net("plain")),
+                "residual": lambda: stat_net("residual"),
+                "residual, orthogonal shortcut": lambda: orthogonal_shortcuts(
+                    stat_net("residual"))}
+    out += [Job(ch, f"decide {name} #{rep}", build, (64,), 10, "classify",
+                steps=s["stat_steps"], batch=128, eval_examples=_evals(s["stat_steps"], 25, 360))
+            for rep in range(s["decide_reps"]) for name, build in variants.items()]
     return out
 
 
 def _jobs_degradation(ch, s):
     shape, classes, _, n_test = _image_data(s["dataset"])
+    # the shattered-gradients probe, per net at initialisation: BatchNorm statistics from a
+    # calibration batch (forward only), then input gradients at every point of every line
+    # (forward and backward, three passes)
+    shatter = s["shatter_calibration"] + 3 * s["shatter_lines"] * s["shatter_points"]
     return [Job(ch, f"{'plain' if skip == 'none' else skip}-{d}", _cifar_net(
         d, s["widths"], skip=skip, in_channels=shape[0]), shape, classes, "classify",
         steps=s["steps"], batch=s["batch"],
-        eval_examples=_evals(s["steps"], s["record_every"], n_test))
+        eval_examples=_evals(s["steps"], s["record_every"], n_test) + shatter)
         for d in s["depths"] for skip in ("none", "residual")]
 
 
@@ -262,15 +281,25 @@ def _jobs_transformer(ch, s):
     from skiplab.models.transformer import SequenceModel, TransformerConfig
     evals = _evals(s["steps"], s["record_every"], s["n_test"])
 
-    def model(norm, skip="residual"):
+    def model(norm, skip="residual", n_layers=s["n_layers"]):
         return lambda: SequenceModel(TransformerConfig(
             vocab_size=s["vocab"], d_model=s["d_model"], n_heads=s["n_heads"],
-            n_layers=s["n_layers"], norm=norm, skip=skip))
+            n_layers=n_layers, norm=norm, skip=skip))
     runs = [("post-norm", "post", "residual", 3), ("pre-norm", "pre", "residual", 2),
             ("pre-norm, no skips", "pre", "none", 1)]   # post-norm: with and without warm-up,
-    return [Job(ch, label, model(norm, skip), (s["length"],), s["vocab"], "sequence",
-                steps=n * s["steps"], batch=s["batch"], eval_examples=n * evals)
-            for label, norm, skip, n in runs]       # and each norm again at the small lr
+    out = [Job(ch, label, model(norm, skip), (s["length"],), s["vocab"], "sequence",
+               steps=n * s["steps"], batch=s["batch"], eval_examples=n * evals)
+           for label, norm, skip, n in runs]        # and each norm again at the small lr
+    # gradient probes at initialisation: profile_inits stacks per (depth, norm), one forward
+    # and backward (about three forwards) of probe_batch sequences each; at noskip_depth the
+    # stacks without skips too (the branch/stream ratios ride on the same forwards)
+    probe = 3 * s["profile_inits"] * s["probe_batch"]
+    out += [Job(ch, f"probe {norm}-norm-{depth}{'-noskip' if skip == 'none' else ''}",
+                model(norm, skip, depth), (s["length"],), s["vocab"], "sequence", steps=0,
+                batch=s["probe_batch"], eval_examples=probe)
+            for depth in s["profile_depths"] for norm in ("post", "pre")
+            for skip in (("residual", "none") if depth == s["noskip_depth"] else ("residual",))]
+    return out
 
 
 def _jobs_heads(ch, s):
@@ -278,10 +307,13 @@ def _jobs_heads(ch, s):
     encoder = _cifar_net(20, s["widths"], in_channels=shape[0], n_classes=5)
     pre = Job(ch, "pre-training", encoder, shape, 5, "classify", steps=s["pretrain_steps"],
               batch=128, eval_examples=_evals(s["pretrain_steps"], 25, n_test // 2))
-    # five fine-tuning variants, each evaluated on the target test set, and the speed test
+    # through the encoder: five fine-tuning variants (SGD), two skip heads with Adam, LP-FT's
+    # fine-tuning phase, and the speed test; the heads trained on cached embeddings (the
+    # frozen-encoder table, LP-FT's probe) cost next to nothing and are left out
     tune = Job(ch, "fine-tuning", encoder, shape, 5, "embed",
-               steps=5 * s["finetune_steps"] + s["speed_steps"], batch=s["batch"],
-               eval_examples=5 * _evals(s["finetune_steps"], s["record_every"], n_test // 2))
+               steps=8 * s["finetune_steps"] + s["speed_steps"], batch=s["batch"],
+               eval_examples=6 * _evals(s["finetune_steps"], s["record_every"], n_test // 2)
+               + _evals(s["probe_steps"], s["record_every"], n_test // 2))
     return [pre, tune]
 
 

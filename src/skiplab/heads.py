@@ -134,8 +134,14 @@ class EmptyHead(EncoderHead):
 
 
 class LinearHead(EncoderHead):
-    """y = W x + b, randomly initialised (PyTorch's default): the head that scrambles a good
-    embedding at step 0. ``output_dim`` defaults to ``input_dim``."""
+    """y = W x + b, randomly initialised (PyTorch's default). ``output_dim`` defaults to
+    ``input_dim``.
+
+    At step 0 it hides the encoder's embedding behind a random map. That costs some
+    retrieval quality but does not destroy it: a random square map distorts angles
+    between embeddings without erasing them (the fine-tuning chapter measures the cost at
+    step 0; "scrambles" overstates it). It is also the head Finetuner's open-source
+    PyTorch tailor attached for ``output_dim``: one random ``nn.Linear``."""
 
     def __init__(self, input_dim: int, output_dim: int | None = None, bias: bool = True):
         output_dim = input_dim if output_dim is None else output_dim
@@ -201,13 +207,21 @@ class SkipConnectionHead(EncoderHead):
         gate_init: starting pre-activation of a sigmoid gate (ignored for ``"zero"``).
         dropout: dropout on the head's input, before the split, so it also hits the
             identity route (as in Quaterion's head); 0 by default.
-        skip_dropout: dropout on the branch's input only.
+        skip_dropout: dropout on the branch's input only (Quaterion's "skip dropout" box):
+            in training, the branch sees a randomly thinned copy of x while the identity
+            route always carries x whole. It regularises only what the head *adds*, and
+            leaves the start intact: with a zero gate the head is exactly the identity in
+            training mode too, whatever ``skip_dropout`` is (``dropout`` is not). 0 by
+            default, as in Quaterion.
         n_layers: how many such skip layers, one after another.
 
     At initialisation with one layer, for any x: ``|head(x) - x| <= sigmoid(gate_init) *
     |fc(x)|`` per dimension (with ``gate="zero"``, exactly ``head(x) == x`` for any number
     of layers). Note the sigmoid's slope at -4 is 0.018: the gate's gradient is about 50
     times smaller than a zero gate's, so with plain SGD the sigmoid gate opens slowly.
+    Adam rescales each parameter's step, so under Adam the pre-activation moves about as
+    fast as a zero gate does; the gate's *value* still moves only about 0.02 times as far
+    as a zero gate's (the sigmoid's slope; see :meth:`gate_shift`).
     """
 
     def __init__(self, input_dim: int, *, gate: Literal["sigmoid", "zero"] = "sigmoid",
@@ -241,6 +255,15 @@ class SkipConnectionHead(EncoderHead):
             x = x + gate * fc(self.skip_dropout(x))
         return x
 
+    def gate_shift(self) -> list[float]:
+        """How far each layer's gate *parameter* has moved from its start, as the mean over
+        the D dimensions of |g - g_start|: the sigmoid's pre-activation for
+        ``gate="sigmoid"`` (start ``gate_init``), the gate itself for ``gate="zero"``
+        (start 0). One float per layer. An optimiser moves this parameter; the gate's value
+        follows it through the sigmoid, whose slope at -4 is 0.018."""
+        start = 0.0 if self.gate_kind == "zero" else float(self._config["gate_init"])
+        return [(g.detach() - start).abs().mean().item() for g in self.gates]
+
     @property
     def initial_gate(self) -> float:
         """The gate's value at initialisation: 0 for ``"zero"``, sigmoid(gate_init)
@@ -250,8 +273,13 @@ class SkipConnectionHead(EncoderHead):
 
 class ProjectionHead(EncoderHead):
     """A trainable projection to ``output_dim``: [Linear (no bias), BatchNorm, ReLU] x
-    (num_layers - 1), then Linear and BatchNorm (after Finetuner's projection head, which
-    it used for self-supervised training; its last Linear has no bias, ours keeps one).
+    (num_layers - 1), then Linear and BatchNorm.
+
+    After Finetuner's ``ProjectionHead``, which it used for self-supervised training and
+    cut off afterwards; its default was ``num_layers=2`` (its docstring says 3 layers) and
+    its last Linear has no bias. Ours defaults to 3 and keeps the last bias, and stays on
+    the model after training. Finetuner's open-source tailor did not attach this head for
+    ``output_dim``: it appended one random ``nn.Linear`` (here: ``LinearHead``).
 
     Shapes: (B, input_dim) -> (B, output_dim); B > 1 in training (BatchNorm).
     """

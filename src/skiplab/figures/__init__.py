@@ -16,6 +16,7 @@ from .architectures import (
     accuracy_per_parameter_figure,
     block_anatomy_figure,
     block_profile_figure,
+    branch_ratio_figure,
     reuse_heatmap_figure,
     width_profile_figure,
 )
@@ -26,6 +27,7 @@ from .degradation import (
     gradient_heatmap_figure,
     lesion_figure,
     path_length_figure,
+    shattering_figure,
 )
 from .finetune import embedding_scatter_figure, forgetting_figure
 from .landscape import slices_figure, surfaces_figure
@@ -35,11 +37,19 @@ from .series import (
     retrieval_curves_figure,
     series_figure,
 )
-from .symmetry import landscape_contour_figure, landscape_surface_figure, symmetry_order_figure
+from .symmetry import (
+    landscape_contour_figure,
+    landscape_surface_figure,
+    replicate_figure,
+    symmetry_order_figure,
+)
 from .training import layer_profile_figure
 from .unet import level_profile_figure, segmentation_grid_figure
 
 __all__ = [
+    "branch_ratio_figure",
+    "replicate_figure",
+    "shattering_figure",
     "FALLBACK",
     "LABELS",
     "PALETTE",

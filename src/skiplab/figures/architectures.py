@@ -14,7 +14,8 @@ from ..blocks.residual import (ConvBlock, ConvNorm, NormActConv, PreActBlock, Sh
 from .base import _label, _log_range, trace_colours
 
 __all__ = ["TRANSFORMER_PALETTE", "accuracy_per_parameter_figure", "block_anatomy_figure",
-           "block_profile_figure", "reuse_heatmap_figure", "width_profile_figure"]
+           "block_profile_figure", "branch_ratio_figure", "reuse_heatmap_figure",
+           "width_profile_figure"]
 
 # The transformer chapter's legends (its runs and probes), for ``colors=`` of the builders it
 # calls; "post-norm" and "pre-norm" themselves are book-wide (figures.base.PALETTE).
@@ -27,6 +28,10 @@ TRANSFORMER_PALETTE: dict[str, str] = {
     "pre-norm (trained)": "#009E73",
     "pre-norm, no skips (at initialisation)": "#CC79A7",
     "pre-norm, no skips (trained)": "#D55E00",
+    "post-norm + warm-up (at initialisation)": "#F0C05A",
+    "post-norm + warm-up (trained)": "#E69F00",
+    "post-norm, no skips": "#CC79A7",
+    "pre-norm, no skips": "#56B4E9",
 }
 
 
@@ -210,6 +215,36 @@ def block_profile_figure(values: Mapping[tuple[str, int], Sequence[float]], *,
                   "pad": {"t": 40}}],
         legend={"orientation": "h", "y": 1.12}, margin={"t": 80},
     )
+    return fig
+
+
+def branch_ratio_figure(series: Mapping[str, Sequence[float]], *,
+                        yaxis_title: str = "‖branch‖ / ‖stream‖",
+                        title: str = "", colors: Mapping[str, str] | None = None) -> go.Figure:
+    """How large each block's branch output is against the stream it is added to, per block.
+
+    One line per label over blocks 1..L (log y axis); labels that contain "initialisation"
+    are drawn dashed, so that a model at initialisation and trained can share a colour family.
+
+    Args:
+        series: ``{label: per-block values, input to output}`` (e.g. the mean over a block's
+            sub-layers of :func:`~skiplab.probes.stream.branch_stream_ratios`).
+        colors: ``{label: colour}``, winning over the book-wide architecture colours.
+    """
+    colours = trace_colours(series, colors)
+    every = np.concatenate([np.asarray(v, dtype=float) for v in series.values()])
+    fig = go.Figure()
+    for label, values in series.items():
+        v = np.asarray(values, dtype=float)
+        fig.add_trace(go.Scatter(
+            x=np.arange(1, len(v) + 1), y=v, mode="lines+markers", name=_label(label),
+            line={"color": colours[label],
+                  "dash": "dash" if "initialisation" in label else "solid"},
+            marker={"size": 5},
+            hovertemplate=f"{_label(label)}<br>block %{{x}}: %{{y:.3g}}<extra></extra>"))
+    fig.update_layout(title={"text": title or None}, xaxis_title="block (input → output)",
+                      yaxis={"title": yaxis_title, "type": "log", "range": _log_range(every)},
+                      legend={"orientation": "h", "y": -0.22}, height=440)
     return fig
 
 

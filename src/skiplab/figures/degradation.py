@@ -1,4 +1,5 @@
-"""Figures of the degradation chapter: curves per depth, gradients in time, lesions, paths."""
+"""Figures of the degradation chapter: curves per depth, gradients in time, shattered
+gradients, lesions, paths."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ __all__ = [
     "gradient_heatmap_figure",
     "lesion_figure",
     "path_length_figure",
+    "shattering_figure",
 ]
 
 Runs = Mapping[tuple[str, int], History]
@@ -237,4 +239,49 @@ def path_length_figure(block_counts: Sequence[int], *, title: str = "") -> go.Fi
                   "pad": {"t": 50}, "steps": steps}],
         margin={"t": 60 if title else 30},
     )
+    return fig
+
+
+def shattering_figure(profiles: Mapping[tuple[str, int], Sequence[float]], points: int, *,
+                      title: str = "", colors: Mapping[int, str] | None = None) -> go.Figure:
+    """Correlation of input gradients against the distance between inputs on a line, one
+    panel per architecture and one line per depth (Balduzzi et al.'s shattered gradients).
+
+    Args:
+        profiles: ``{(architecture, depth): (K,) correlations at lags 0 ... K - 1}``, e.g.
+            from :func:`skiplab.probes.shattered.shattering_profile`; every architecture
+            needs every depth.
+        points: the inputs per line the profiles were measured with: lag k is drawn at
+            k / (points - 1), the share of the segment between the two inputs.
+        colors: ``{depth: colour}``, winning over the default Viridis colour per depth.
+    """
+    archs = list(dict.fromkeys(a for a, _ in profiles))
+    depths = sorted({d for _, d in profiles})
+    missing = [(a, d) for a in archs for d in depths if (a, d) not in profiles]
+    if missing:
+        raise ValueError(f"profiles lacks {missing}; every architecture needs every depth")
+    if points < 2:
+        raise ValueError(f"points={points}: a line has at least 2")
+    colours = {**_depth_colours(depths), **(colors or {})}
+    fig = make_subplots(rows=1, cols=len(archs), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[_label(a) for a in archs])
+    for a in archs:
+        for d in depths:
+            y = np.asarray(profiles[(a, d)], dtype=float)
+            fig.add_trace(go.Scatter(
+                x=np.arange(len(y)) / (points - 1), y=y, mode="lines+markers",
+                name=f"depth {d}", legendgroup=str(d), showlegend=(a == archs[0]),
+                line={"color": colours[d], "width": 2}, marker={"size": 4},
+                hovertemplate=(f"{_label(a)}-{d}<br>inputs %{{x:.3f}} of the segment apart"
+                               "<br>gradient correlation %{y:.3f}<extra></extra>"),
+            ), row=1, col=archs.index(a) + 1)
+    for c in range(1, len(archs) + 1):
+        fig.add_hline(y=0, line={"dash": "dot", "color": "grey"}, row=1, col=c)
+    fig.update_xaxes(title_text="distance between the two inputs (share of the segment)")
+    fig.update_yaxes(title_text="correlation of their input gradients", range=[-0.2, 1.02],
+                     row=1, col=1)
+    fig.update_layout(title={"text": title or None}, height=420,
+                      margin={"t": 90 if title else 60, "b": 40},
+                      legend={"orientation": "h", "x": 1.0, "xanchor": "right", "y": 1.12,
+                              "yanchor": "bottom"})
     return fig

@@ -1,5 +1,5 @@
 """Figures of the symmetry chapter: a two-parameter loss surface with its symmetry line, and
-the size of the permutation group. Its curves over training come from
+the size of the permutation group, the deciding experiment's replicates. Its curves over training come from
 :func:`skiplab.figures.series.series_figure` (re-exported here)."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from .series import series_figure
 __all__ = [
     "landscape_contour_figure",
     "landscape_surface_figure",
+    "replicate_figure",
     "series_figure",
     "symmetry_order_figure",
 ]
@@ -127,4 +128,29 @@ def symmetry_order_figure(widths: Sequence[int], depths: Sequence[int], *,
                       updatemenus=[{"buttons": buttons, "active": len(depths) - 1,
                                     "x": 0.0, "xanchor": "left", "y": 1.15, "yanchor": "bottom"}],
                       legend={"orientation": "h", "y": -0.2}, margin={"t": 70})
+    return fig
+
+
+def replicate_figure(values: Mapping[str, Sequence[float]], *, yaxis_title: str,
+                     title: str = "", log_y: bool = True,
+                     colors: Mapping[str, str] | None = None) -> go.Figure:
+    """One column of points per variant (one point per replicate) over a box whose middle line is the median.
+
+    Args:
+        values: ``{variant: [value of replicate 0, 1, ...]}``, in the order to draw them.
+        log_y: a logarithmic y axis (for losses that span decades).
+        colors: ``{variant: colour}``; the others are coloured by order.
+    """
+    if not values or any(len(v) == 0 for v in values.values()):
+        raise ValueError("values needs at least one variant, each with at least one value")
+    colours = trace_colours(values, colors, book_colours=False)
+    fig = go.Figure()
+    for name, vals in values.items():
+        vals = [float(v) for v in vals]
+        fig.add_trace(go.Box(
+            y=vals, name=name, boxpoints="all", jitter=0.3, pointpos=0,
+            marker={"color": colours[name]}, line={"color": colours[name]},
+            hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>"))
+    fig.update_layout(height=420, title=title, yaxis_title=yaxis_title, showlegend=False,
+                      yaxis_type="log" if log_y else "linear", margin={"t": 60})
     return fig

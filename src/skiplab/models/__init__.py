@@ -32,6 +32,13 @@ from .unet import (
     unet_sizes,
     unet_valid_sizes,
 )
+from .symmetry_breaking import (
+    FrozenEntryLinear,
+    OrthogonalShortcut,
+    break_unit_symmetry,
+    orthogonal_shortcuts,
+    random_orthogonal,
+)
 from .variants import SKIP_VARIANTS, SkipVariantMLP
 
 __all__ = [
@@ -79,4 +86,9 @@ __all__ = [
     "match_decoder_scale",
     "unet_sizes",
     "unet_valid_sizes",
+    "FrozenEntryLinear",
+    "OrthogonalShortcut",
+    "break_unit_symmetry",
+    "orthogonal_shortcuts",
+    "random_orthogonal",
 ]

@@ -15,17 +15,34 @@ from .identity import IdentityFit, fit_identity
 from .lesion import LayerSite, delete_block, delete_layer, lesion_study, plain_layer_sites
 from .reuse import normalised_rows, reuse_ablation_map, reuse_map
 from .upsampling import checkerboard_share, conv_matrix
+from .shattered import (
+    gradient_autocorrelation,
+    input_gradients,
+    line_inputs,
+    shattering_profile,
+    with_batch_statistics,
+)
+from .stream import branch_stream_ratios, loglog_slope
 from .symmetry import (
     clone_unit_,
     log10_factorial,
     log10_symmetry_order,
     node_overlap,
+    permute_depthwise_channels_,
     permute_stream_,
     permute_units_,
     unit_distance,
 )
 
 __all__ = [
+    "branch_stream_ratios",
+    "gradient_autocorrelation",
+    "input_gradients",
+    "line_inputs",
+    "loglog_slope",
+    "permute_depthwise_channels_",
+    "shattering_profile",
+    "with_batch_statistics",
     "collapse_profile",
     "stream_grad_norms",
     "token_uniformity",

@@ -19,6 +19,7 @@ __all__ = [
     "log10_factorial",
     "log10_symmetry_order",
     "node_overlap",
+    "permute_depthwise_channels_",
     "permute_stream_",
     "permute_units_",
     "unit_distance",
@@ -117,6 +118,42 @@ def permute_stream_(producer: nn.Linear, branches: Sequence[nn.Linear], reader: 
         branch.weight.copy_(branch.weight[perm][:, perm])
         if branch.bias is not None:
             branch.bias.copy_(branch.bias[perm])
+
+
+@torch.no_grad()
+def permute_depthwise_channels_(producer: nn.Conv2d, depthwise: nn.Conv2d, pointwise: nn.Conv2d,
+                                perm: torch.Tensor) -> None:
+    """Permute the channels of a depthwise-separable convolution in place.
+
+    The block computes y = pointwise(act(depthwise(act(producer(x))))) with a depthwise
+    convolution (``groups`` = channels: filter c sees only channel c). Reordering the C
+    channels by ``perm`` (afterwards channel k is the old channel perm[k]) in the
+    producer's output filters and biases, the depthwise filters and biases, and the
+    pointwise convolution's input columns leaves the function unchanged: a depthwise
+    convolution does not remove the channels' permutation symmetry, its filters move with
+    their channels.
+
+    Args:
+        producer: (C, C_in, k, k) weight: makes the C channels.
+        depthwise: (C, 1, k, k) weight, ``groups == C``.
+        pointwise: (C_out, C, 1, 1) weight: reads the C channels.
+        perm: (C,) permutation of range(C).
+    """
+    c = producer.out_channels
+    if depthwise.groups != c or depthwise.in_channels != c or depthwise.out_channels != c:
+        raise ValueError(f"depthwise must be a ({c} -> {c}) convolution with groups={c}, got "
+                         f"{depthwise.in_channels} -> {depthwise.out_channels}, "
+                         f"groups={depthwise.groups}")
+    if pointwise.in_channels != c or pointwise.groups != 1:
+        raise ValueError(f"pointwise must read {c} channels with groups=1, got "
+                         f"{pointwise.in_channels}, groups={pointwise.groups}")
+    if sorted(perm.tolist()) != list(range(c)):
+        raise ValueError(f"perm must be a permutation of range({c})")
+    for conv in (producer, depthwise):
+        conv.weight.copy_(conv.weight[perm])
+        if conv.bias is not None:
+            conv.bias.copy_(conv.bias[perm])
+    pointwise.weight.copy_(pointwise.weight[:, perm])
 
 
 def log10_factorial(n: int) -> float:
