@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .probes.batchnorm import reestimate_bn_
 from .probes.hessian import chunked_loss_fns, hvp, lanczos_eigenvalues
 from .runtime import progress
 from .validation import check_choice
@@ -265,26 +266,6 @@ def surface_2d(model: nn.Module, d1: Direction, d2: Direction, x: torch.Tensor,
     r = _evaluate_grid(model, [d1, d2], points, x, y, bn_mode, show_progress, desc)
     shape = (len(betas), len(alphas))
     return Surface(alphas, betas, r[:, 0].reshape(shape), r[:, 1].reshape(shape))
-
-
-@torch.no_grad()
-def reestimate_bn_(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Replace every BatchNorm's running statistics by the statistics of the batch x.
-
-    One forward pass in train mode with ``momentum=None`` (a plain average) after a reset:
-    the running mean and variance become exactly those the layer sees on x. The model is
-    left in eval mode.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    model(x)
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
-    return model.eval()
 
 
 def interpolate(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, y: torch.Tensor,

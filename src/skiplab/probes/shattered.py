@@ -34,6 +34,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .batchnorm import reestimate_bn_
+
 __all__ = ["gradient_autocorrelation", "input_gradients", "line_inputs",
            "shattering_profile", "with_batch_statistics"]
 
@@ -136,18 +138,7 @@ def with_batch_statistics(model: nn.Module, x: torch.Tensor, batch_size: int = 2
         x: (B, *F) inputs on the model's device.
         batch_size: examples per forward pass.
     """
-    calibrated = copy.deepcopy(model)
-    norms = [m for m in calibrated.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    calibrated.train()
-    for i in range(0, x.shape[0], batch_size):
-        calibrated(x[i:i + batch_size])
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    return calibrated.eval()
+    return reestimate_bn_(copy.deepcopy(model), x, batch_size)
 
 
 def shattering_profile(model: nn.Module, start: torch.Tensor, end: torch.Tensor, points: int,
