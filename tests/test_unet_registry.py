@@ -26,20 +26,18 @@ def test_the_registry_holds_same_residual_and_valid_unets():
     assert UNETS == ["unet-small", "unet-small-residual", "unet-small-valid"]
 
 
+# tests/test_architectures.py runs every registered model (these included) through the shared
+# properties: output (B, n_classes, ...), finite, a gradient to every parameter and the input.
+# Here only what it cannot know: the exact output side of each U-Net.
 @pytest.mark.parametrize("name", UNETS)
-def test_registered_unet_maps_its_input_to_per_pixel_logits_and_trains_every_parameter(name):
+def test_registered_unet_gives_per_pixel_logits_of_its_exact_side(name):
     spec = REGISTRY[name]
     torch.manual_seed(0)
-    model = spec.build().train()
-    x = torch.randn(2, *spec.example_shape, requires_grad=True)
-    out = model(x)
+    model = spec.build().eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, *spec.example_shape))
     side = output_side(model, spec.example_shape[-1])
     assert out.shape == (2, spec.n_classes, side, side)
-    assert torch.isfinite(out).all()
-    out.square().sum().backward()
-    silent = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
-    assert not silent, f"parameters with no gradient: {silent[:5]}"
-    assert x.grad is not None and x.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name, expected", [
