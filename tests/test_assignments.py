@@ -32,7 +32,7 @@ EXPECTED = {"gradient_flow": ["gradient_probe"], "degradation": ["delete_block"]
             "symmetry": ["permutation", "function_change"], "landscape": ["filter_normalise"],
             "resnet": ["basic_block"], "densenet": ["dense_layer"],
             "unet": ["crop_and_concat"], "transformer": ["prenorm_block"],
-            "heads": ["gated_head"]}
+            "identity": ["rezero_block"], "heads": ["gated_head"]}
 
 
 def tags(cell) -> list[str]:

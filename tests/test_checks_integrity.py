@@ -15,11 +15,13 @@ import textwrap
 import pytest
 import torch
 from test_checks_arch import RefBlock
+from test_checks_identity import ReZeroBlock
 
 import skiplab.checks
 import skiplab.checks.basic_block
 import skiplab.checks.core
-from skiplab.checks import check_basic_block
+import skiplab.checks.zero_gate
+from skiplab.checks import check_basic_block, check_rezero_block
 from skiplab.checks.integrity import Snapshot
 
 
@@ -28,13 +30,18 @@ def snapshot() -> Snapshot:
     return Snapshot.take()
 
 
-def test_nothing_changes_when_the_checks_run(snapshot):
-    check_basic_block(RefBlock, hidden=True)
+@pytest.mark.parametrize("check, solution", [(check_basic_block, RefBlock),
+                                             (check_rezero_block, ReZeroBlock)],
+                         ids=["basic block", "rezero block"])
+def test_nothing_changes_when_the_checks_run(snapshot, check, solution):
+    check(solution, hidden=True)
     assert snapshot.changes() == []
 
 
 @pytest.mark.parametrize("owner, name, key", [
     (skiplab.checks, "check_gated_head", "skiplab.checks.check_gated_head replaced"),
+    (skiplab.checks, "check_rezero_block", "skiplab.checks.check_rezero_block replaced"),
+    (skiplab.checks.zero_gate, "gate_mistake", "skiplab.checks.zero_gate.gate_mistake replaced"),
     (torch, "allclose", "torch.allclose replaced"),
     (torch, "equal", "torch.equal replaced"),
     (builtins, "isinstance", "builtins.isinstance replaced"),

@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 from test_checks_arch import RefBlock, RefDense, ref_crop_concat
+from test_checks_identity import ReZeroBlock
 from test_checks_landscape import normalise_reference
 from test_checks_lesion import delete_by_assignment
 from test_checks_other import (GatedHead, PreNormBlock, change_reference, permute_reference,
@@ -19,7 +20,7 @@ from torch import nn
 from skiplab.checks import (CheckFailed, check_basic_block, check_crop_and_concat,
                             check_delete_block, check_dense_layer, check_filter_normalise,
                             check_function_change, check_gated_head, check_gradient_probe,
-                            check_permutation, check_prenorm_block)
+                            check_permutation, check_prenorm_block, check_rezero_block)
 
 # (checker, a valid solution, is the solution a class whose instances are called?)
 CHECKERS = {
@@ -28,6 +29,7 @@ CHECKERS = {
     "crop": (check_crop_and_concat, ref_crop_concat, False),
     "pre-norm": (check_prenorm_block, PreNormBlock, True),
     "gated head": (check_gated_head, GatedHead, True),
+    "rezero block": (check_rezero_block, ReZeroBlock, True),
     "gradient probe": (check_gradient_probe, probe_reference, False),
     "permutation": (check_permutation, permute_reference, False),
     "function change": (check_function_change, change_reference, False),

@@ -57,6 +57,7 @@ QUICK_MEASURED = {
     "densenet": "40 s on 2 CPU cores (measured, seed 0)",
     "unet": "76-95 s on 2 CPU cores (measured)",
     "transformer": "41 s on 2 CPU cores (measured, seed 0)",
+    "identity": "90 s on 2 CPU cores (measured, seed 0)",
     "heads": "22 s on 2 CPU cores (measured, seed 0)",
 }
 
@@ -73,6 +74,7 @@ CHAPTERS = {
     "densenet": "book/arch/densenet.ipynb",
     "unet": "book/arch/unet.ipynb",
     "transformer": "book/arch/transformer.ipynb",
+    "identity": "book/why/identity.ipynb",
     "heads": "book/finetune/heads.ipynb",
 }
 
@@ -299,6 +301,39 @@ def _jobs_transformer(ch, s):
                 batch=s["probe_batch"], eval_examples=probe)
             for depth in s["profile_depths"] for norm in ("post", "pre")
             for skip in (("residual", "none") if depth == s["noskip_depth"] else ("residual",))]
+    return out
+
+
+def _jobs_identity(ch, s):
+    from skiplab.models import ResidualTower, SequenceModel, TowerConfig, TransformerConfig
+    # the signal probes (one batch through each tower at initialisation, float64 on the CPU)
+    # are left out; the towers trained on the digits: every scheme of the training table
+    # (10, train_draws each) and the three of the zero-factor experiment at train_blocks,
+    # the four Highway twins at highway_blocks
+    tower_evals = _evals(s["train_steps"], s["record_every"], 360)
+
+    def tower(blocks, **scheme):
+        return lambda: ResidualTower(TowerConfig(64, 10, blocks=blocks, width=s["train_width"],
+                                                 **scheme))
+    out = [Job(ch, "towers, training table and zero factors", tower(s["train_blocks"]), (64,),
+               10, "classify", steps=(10 * s["train_draws"] + 3) * s["train_steps"],
+               batch=s["batch"], eval_examples=(10 * s["train_draws"] + 3) * tower_evals),
+           Job(ch, "Highway twins", tower(s["highway_blocks"], skip="highway"), (64,), 10,
+               "classify", steps=4 * s["highway_steps"], batch=s["batch"],
+               eval_examples=4 * _evals(s["highway_steps"], s["record_every"], 360))]
+
+    def transformer(skip, n_layers):
+        return lambda: SequenceModel(TransformerConfig(
+            vocab_size=s["seq_vocab"], d_model=s["d_model"], n_heads=s["n_heads"],
+            n_layers=n_layers, norm="post", skip=skip))
+    seq_evals = _evals(s["seq_steps"], s["record_every"], s["seq_test"])
+    out += [Job(ch, f"sorting, {skip}", transformer(skip, s["n_layers"]), (s["seq_length"],),
+                s["seq_vocab"], "sequence", steps=s["seq_steps"], batch=s["seq_batch"],
+                eval_examples=seq_evals) for skip in ("residual", "deepnorm")]
+    out += [Job(ch, f"probe {skip}-{s['profile_depth']}", transformer(skip, s["profile_depth"]),
+                (s["seq_length"],), s["seq_vocab"], "sequence", steps=0,
+                batch=s["probe_batch"], eval_examples=3 * s["profile_inits"] * s["probe_batch"])
+            for skip in ("residual", "deepnorm")]
     return out
 
 

@@ -27,11 +27,13 @@ from .skips import make_skip
 
 __all__ = [
     "ACTIVATIONS",
+    "BRANCH_INITS",
     "INITS",
     "Activation",
     "Init",
     "PlainLinearBlock",
     "ResidualLinearBlock",
+    "ResidualMLPBlock",
     "init_linear_",
     "make_activation",
 ]
@@ -107,18 +109,20 @@ class ResidualLinearBlock(nn.Module):
         skip: how the branch meets the stream, a key of
             :data:`~skiplab.blocks.skips.SKIPS` (``"residual"``: h + F(h)).
         init, norm_layer, act_layer: as :class:`PlainLinearBlock`.
+        depth: the number of blocks in the stack, for skip kinds that need it
+            (``"deepnorm"``).
 
     Shapes: (B, features) -> (B, features).
     """
 
     def __init__(self, features: int, *, skip: str = "residual", init: Init = "kaiming",
                  norm_layer: Callable[[int], nn.Module] | None = None,
-                 act_layer: Callable[[], nn.Module] = nn.ReLU):
+                 act_layer: Callable[[], nn.Module] = nn.ReLU, depth: int | None = None):
         super().__init__()
         self.branch = PlainLinearBlock(features, features, init=init, norm_layer=norm_layer,
                                        act_layer=act_layer)
         self.shortcut = nn.Identity()
-        self.skip = make_skip(skip, features, channel_dim=-1)
+        self.skip = make_skip(skip, features, channel_dim=-1, depth=depth)
 
     @property
     def linear(self) -> nn.Linear:
@@ -138,3 +142,91 @@ class ResidualLinearBlock(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.linear.in_features:
             raise ValueError(f"{type(self).__name__} expects (B, {self.linear.in_features}), "
                              f"got {tuple(x.shape)}")
+
+
+# How a two-layer branch starts, by the name ``branch_init=`` takes (see ResidualMLPBlock).
+BRANCH_INITS: dict[str, str] = {
+    "default": "He init before the ReLU, LeCun init for the branch's last layer",
+    "zero": "the branch's last layer starts at zero: its norm's weight γ with norm='post' "
+            "(Goyal et al. 2017), else its last linear map",
+    "fixup": "Fixup (Zhang et al. 2019): first layer scaled by depth^(-1/2), last layer zero "
+             "(without Fixup's scalar biases and multipliers)",
+    "scaled": "GPT-2 (Radford et al. 2019): the last layer scaled by 1/sqrt(depth), one over "
+              "the square root of the number of residual branches",
+}
+
+
+class ResidualMLPBlock(nn.Module):
+    """x' = skip(x, F(x)) with a two-layer branch F = W2 act(W1 · + b1) + b2, the
+    transformer's feed-forward shape, and an optional norm.
+
+    ``norm="pre"`` normalises the branch's input, F(LN(x)) (GPT-2's layout); ``"post"`` ends
+    the branch with a BatchNorm, BN(F(x)) (the original ResNet's layout, where Goyal et al.
+    zero its γ); ``"none"`` has no norm at all.
+
+    Args:
+        features: width D of the stream.
+        hidden: the branch's hidden width (default D).
+        skip: a key of :data:`~skiplab.blocks.skips.SKIPS`.
+        norm: ``"none"``, ``"pre"`` or ``"post"``.
+        branch_init: a key of :data:`BRANCH_INITS`; ``"fixup"`` and ``"scaled"`` depend on
+            the stack's ``depth``.
+        depth: the number of blocks in the stack (for ``branch_init`` and skip kinds that
+            need it).
+        act_layer: builds the activation (default ``nn.ReLU``).
+
+    Shapes: (B, D) -> (B, D).
+    """
+
+    NORMS: tuple[str, ...] = ("none", "pre", "post")
+
+    def __init__(self, features: int, hidden: int | None = None, *, skip: str = "residual",
+                 norm: str = "none", branch_init: str = "default", depth: int | None = None,
+                 act_layer: Callable[[], nn.Module] = nn.ReLU):
+        super().__init__()
+        hidden = hidden or features
+        self.norm = check_choice("norm", norm, self.NORMS)
+        self.branch_init = check_choice("branch_init", branch_init, BRANCH_INITS,
+                                        hint=BRANCH_INITS)
+        self.pre_norm = nn.LayerNorm(features) if norm == "pre" else nn.Identity()
+        self.linear1 = nn.Linear(features, hidden)
+        self.act = act_layer()
+        self.linear2 = nn.Linear(hidden, features)
+        self.post_norm = nn.BatchNorm1d(features) if norm == "post" else nn.Identity()
+        self.shortcut = nn.Identity()
+        self.skip = make_skip(skip, features, channel_dim=-1, depth=depth)
+        self.reset_branch_(depth)
+
+    @torch.no_grad()
+    def reset_branch_(self, depth: int | None = None) -> None:
+        """Initialise the branch by ``self.branch_init`` (see :data:`BRANCH_INITS`)."""
+        if self.branch_init in ("fixup", "scaled") and (depth is None or depth < 1):
+            raise ValueError(f"branch_init={self.branch_init!r} scales by the stack's depth: "
+                             f"pass depth >= 1 (got {depth})")
+        nn.init.kaiming_normal_(self.linear1.weight, nonlinearity="relu")
+        nn.init.kaiming_normal_(self.linear2.weight, nonlinearity="linear")
+        nn.init.zeros_(self.linear1.bias)
+        nn.init.zeros_(self.linear2.bias)
+        if self.branch_init == "zero" and self.norm == "post":
+            nn.init.zeros_(self.post_norm.weight)       # Goyal et al.'s zero-γ
+        elif self.branch_init in ("zero", "fixup"):
+            nn.init.zeros_(self.linear2.weight)
+        if self.branch_init == "fixup":
+            self.linear1.weight.mul_(depth ** -0.5)     # L^(-1/(2m-2)) with m = 2 layers
+        elif self.branch_init == "scaled":
+            self.linear2.weight.mul_(depth ** -0.5)
+
+    @property
+    def residual(self) -> bool:
+        """Whether the stream reaches the output (False for ``skip="none"``)."""
+        return self.skip.residual
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """F(x), (B, D) -> (B, D)."""
+        return self.post_norm(self.linear2(self.act(self.linear1(self.pre_norm(x)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.linear1.in_features:
+            raise ValueError(f"{type(self).__name__} expects (B, {self.linear1.in_features}), "
+                             f"got {tuple(x.shape)}")
+        return self.skip(self.shortcut(x), self.branch(x))

@@ -118,13 +118,15 @@ class EncoderBlock(_Block):
         norm_layer: builds a norm from D (default ``nn.LayerNorm`` with ``layer_norm_eps``
             and ``bias``).
         fast: attention through PyTorch's fused kernel (see :class:`MultiHeadAttention`).
+        depth: the number of blocks in the stack, for skip kinds that need it
+            (``"deepnorm"``).
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int | None = None, *,
                  norm: Norm = "pre", skip: str = "residual", dropout: float = 0.0,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
                  norm_layer: NormLayer | None = None, layer_norm_eps: float = 1e-5,
-                 bias: bool = True, fast: bool = True):
+                 bias: bool = True, fast: bool = True, depth: int | None = None):
         super().__init__()
         self.norm, self.d_model = check_norm_placement(norm), d_model
         self.self_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout,
@@ -136,8 +138,8 @@ class EncoderBlock(_Block):
         self.norm2 = norm_layer(d_model)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
-        self.skip1 = make_skip(skip, d_model, channel_dim=-1)
-        self.skip2 = make_skip(skip, d_model, channel_dim=-1)
+        self.skip1 = make_skip(skip, d_model, channel_dim=-1, depth=depth)
+        self.skip2 = make_skip(skip, d_model, channel_dim=-1, depth=depth)
 
     def forward(self, x: torch.Tensor, *, attn_mask: torch.Tensor | None = None,
                 key_padding_mask: torch.Tensor | None = None,
@@ -174,7 +176,7 @@ class DecoderBlock(_Block):
                  norm: Norm = "pre", skip: str = "residual", dropout: float = 0.0,
                  act_layer: Callable[[], nn.Module] = nn.ReLU,
                  norm_layer: NormLayer | None = None, layer_norm_eps: float = 1e-5,
-                 bias: bool = True, fast: bool = True):
+                 bias: bool = True, fast: bool = True, depth: int | None = None):
         super().__init__()
         self.norm, self.d_model = check_norm_placement(norm), d_model
         self.self_attn = MultiHeadAttention(d_model, n_heads, bias=bias, dropout=dropout,
@@ -190,9 +192,9 @@ class DecoderBlock(_Block):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
-        self.skip1 = make_skip(skip, d_model, channel_dim=-1)
-        self.skip2 = make_skip(skip, d_model, channel_dim=-1)
-        self.skip3 = make_skip(skip, d_model, channel_dim=-1)
+        self.skip1 = make_skip(skip, d_model, channel_dim=-1, depth=depth)
+        self.skip2 = make_skip(skip, d_model, channel_dim=-1, depth=depth)
+        self.skip3 = make_skip(skip, d_model, channel_dim=-1, depth=depth)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, *,
                 tgt_mask: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,

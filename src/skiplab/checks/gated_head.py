@@ -22,6 +22,7 @@ from .core import Checker, close, gradients_reach, guarded
 from .core import PropertyChecker as _Checker
 from .core import max_diff as _max_diff
 from .tracing import slope_ok, slopes
+from .zero_gate import gate_mistake, init_mistake
 
 __all__ = ["check_gated_head"]
 
@@ -127,59 +128,39 @@ def _check_head_parts(c: Checker, head: Any, dim: int) -> None:
 
 def _diagnose_head_init(x: torch.Tensor, y: torch.Tensor, branch: torch.Tensor) -> str:
     """Hint for a head that is not the identity at initialisation."""
-    if y.abs().max().item() < 1e-6:
+    mistake = init_mistake(x, y, branch)
+    if mistake.kind == "no skip":
         return "the output is 0: the skip is missing; y = x + gate * fc(x), not gate * fc(x)"
-    if _max_diff(y, branch) < 1e-5:
+    if mistake.kind == "gate on skip":
         return ("the output is fc(x): the gate multiplies the skip path; gate the branch "
                 "instead, y = x + gate * fc(x)")
-    scale = _scale(y - x, branch)
-    if scale is not None:
-        if abs(scale - 1) < 1e-4:
+    start = mistake.scalar
+    if start is not None:
+        if abs(start - 1) < 1e-4:
             return ("the gate starts open (1): start it at zero, nn.Parameter(torch.zeros(1)), "
                     "so the head starts as the identity")
-        if abs(scale - 0.5) < 1e-4:
+        if abs(start - 0.5) < 1e-4:
             return ("the gate starts at 0.5, as sigmoid(0) does: use the raw parameter as "
                     "the gate (ReZero), starting at exactly 0")
-        return f"the gate starts at {scale:.3g}: it must start at exactly 0"
+        return f"the gate starts at {start:.3g}: it must start at exactly 0"
     return "at initialisation the head must return x unchanged: y = x + gate * fc(x), gate = 0"
 
 
-def _scale(delta: torch.Tensor, f: torch.Tensor) -> float | None:
-    """s with delta == s * f (within 1e-5), or None."""
-    delta, f = delta.detach().double(), f.detach().double()
-    s = ((delta * f).sum() / (f * f).sum().clamp_min(1e-30)).item()
-    return s if _max_diff(delta, s * f) < 1e-5 else None
-
-
-def _gate_response(head: nn.Module, x: torch.Tensor, value: float) -> float | None:
-    """How much of fc(x) the head adds to x when its gate holds ``value``."""
-    twin = copy.deepcopy(head)
-    try:
-        with torch.no_grad():
-            twin.gate.fill_(value)
-            return _scale(twin(x) - x, twin.fc(x))
-    except Exception:  # noqa: BLE001 - only a diagnosis
-        return None
+_GATE_HINTS = {
+    "detached": "the gate multiplies fc(x) but carries no gradient: it is used through .data "
+                "or .detach() (or under torch.no_grad()); multiply by self.gate itself",
+    "clipped": "the gate goes through a ReLU (or a clamp), whose slope at 0 is 0, so it never "
+               "moves: use the raw parameter, y = x + self.gate * self.fc(x)",
+    "squared": "the gate is squared: g ** 2 has slope 0 at g = 0, so it never moves; use the "
+               "raw parameter, y = x + self.gate * self.fc(x)",
+}
 
 
 def _gate_hint(head: nn.Module, x: torch.Tensor) -> str:
     """Why the gate gets no gradient although fc(x) is not zero."""
-    up, down = _gate_response(head, x, 0.1), _gate_response(head, x, -0.1)
-
-    def near(a: float | None, b: float) -> bool:
-        return a is not None and abs(a - b) < 1e-4
-
-    if near(up, 0.1) and near(down, -0.1):
-        return ("the gate multiplies fc(x) but carries no gradient: it is used through .data "
-                "or .detach() (or under torch.no_grad()); multiply by self.gate itself")
-    if near(up, 0.1) and near(down, 0.0):
-        return ("the gate goes through a ReLU (or a clamp), whose slope at 0 is 0, so it never "
-                "moves: use the raw parameter, y = x + self.gate * self.fc(x)")
-    if near(up, 0.01) and near(down, 0.01):
-        return ("the gate is squared: g ** 2 has slope 0 at g = 0, so it never moves; use the "
-                "raw parameter, y = x + self.gate * self.fc(x)")
-    return ("fc(x) is not zero, yet the gate gets no gradient: it enters through a function "
-            "whose slope at 0 is 0 (or without a gradient); use y = x + self.gate * self.fc(x)")
+    return _GATE_HINTS.get(gate_mistake(head, "gate", "fc", x) or "", (
+        "fc(x) is not zero, yet the gate gets no gradient: it enters through a function "
+        "whose slope at 0 is 0 (or without a gradient); use y = x + self.gate * self.fc(x)"))
 
 
 def _check_learning_starts(c: Checker, head: nn.Module, x: torch.Tensor,

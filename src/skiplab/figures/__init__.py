@@ -32,6 +32,7 @@ from .degradation import (
 from .finetune import embedding_scatter_figure, forgetting_figure
 from .landscape import slices_figure, surfaces_figure
 from .series import (
+    depth_law_figure,
     history_figure,
     layer_series_figure,
     retrieval_curves_figure,
@@ -66,6 +67,7 @@ __all__ = [
     "landscape_contour_figure",
     "landscape_surface_figure",
     "layer_profile_figure",
+    "depth_law_figure",
     "layer_series_figure",
     "lesion_figure",
     "level_profile_figure",

@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 from ..train import History
 from .base import _label, _log_range, trace_colours
 
-__all__ = ["history_figure", "layer_series_figure", "retrieval_curves_figure", "series_figure"]
+__all__ = ["depth_law_figure", "history_figure", "layer_series_figure", "retrieval_curves_figure",
+           "series_figure"]
 
 # retrieval_curves_figure's colours by order (vermillion, grey, green, blue, ...)
 _RUN_COLOURS = ("#D55E00", "#999999", "#009E73", "#0072B2", "#000000", "#CC79A7", "#E69F00")
@@ -74,6 +75,40 @@ def layer_series_figure(series: Mapping[str, Sequence[float]], *, xaxis_title: s
         yaxis.update(type="log", range=_log_range(every), exponentformat="power")
     fig.update_layout(title={"text": title or None}, xaxis_title=xaxis_title, yaxis=yaxis,
                       legend={"orientation": "h", "y": -0.22}, height=440)
+    return fig
+
+
+def depth_law_figure(depths: Sequence[int], series: Mapping[str, Sequence[float]], *,
+                     yaxis_title: str, title: str = "",
+                     theory: Mapping[str, Sequence[float]] | None = None,
+                     colors: Mapping[str, str] | None = None) -> go.Figure:
+    """A quantity against the network's depth on log-log axes, one line per label, with
+    optional dashed theory lines (a power law L^k is a straight line of slope k).
+
+    Args:
+        depths: (K,) depths; series: ``{label: (K,) values}``; theory: ``{label: (K,)
+            values}`` drawn dashed in grey.
+        colors: ``{label: colour}``; other labels are coloured by order.
+    """
+    colours = trace_colours(series, colors, book_colours=False)
+    fig = go.Figure()
+    x = np.asarray(depths, dtype=float)
+    for label, values in series.items():
+        fig.add_trace(go.Scatter(
+            x=x, y=np.asarray(values, dtype=float), mode="lines+markers", name=_label(label),
+            line={"color": colours[label]},
+            hovertemplate=f"{_label(label)}<br>depth %{{x}}: %{{y:.3g}}<extra></extra>"))
+    for label, values in (theory or {}).items():
+        fig.add_trace(go.Scatter(
+            x=x, y=np.asarray(values, dtype=float), mode="lines", name=_label(label),
+            line={"color": "#777777", "dash": "dash"},
+            hovertemplate=f"{_label(label)}<br>depth %{{x}}: %{{y:.3g}}<extra></extra>"))
+    every = np.concatenate([np.asarray(v, dtype=float) for v in
+                            (*series.values(), *(theory or {}).values())])
+    fig.update_layout(title={"text": title or None}, xaxis={"title": "depth (blocks)",
+                      "type": "log"}, yaxis={"title": yaxis_title, "type": "log",
+                      "range": _log_range(every), "exponentformat": "power"},
+                      legend={"orientation": "h", "y": -0.22}, height=460)
     return fig
 
 

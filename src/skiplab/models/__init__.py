@@ -22,6 +22,7 @@ from .transformer import (
     TransformerConfig,
     decoder_block_from_torch,
     encoder_block_from_torch,
+    deepnorm_init_,
     init_transformer_,
 )
 from .unet import (
@@ -39,6 +40,7 @@ from .symmetry_breaking import (
     orthogonal_shortcuts,
     random_orthogonal,
 )
+from .tower import ResidualTower, TowerConfig
 from .variants import SKIP_VARIANTS, SkipVariantMLP
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "TransformerConfig",
     "decoder_block_from_torch",
     "encoder_block_from_torch",
+    "deepnorm_init_",
     "init_transformer_",
     "ARCHITECTURES",
     "DENSENET_RULES",
@@ -78,6 +81,8 @@ __all__ = [
     "DeepMLP",
     "MLPConfig",
     "SkipVariantMLP",
+    "ResidualTower",
+    "TowerConfig",
     "architectures",
     "cifar_depths",
     "UNet",

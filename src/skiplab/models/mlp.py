@@ -91,7 +91,8 @@ class DeepMLP(nn.Module):
                                        act_layer=act_layer) for _ in range(c.depth - 2)]
         else:
             blocks = [ResidualLinearBlock(c.width, skip=c.skip, init=c.init,
-                                          act_layer=act_layer) for _ in range(c.depth - 2)]
+                                          act_layer=act_layer, depth=c.depth - 2)
+                      for _ in range(c.depth - 2)]
         self.blocks = nn.Sequential(*blocks)
         self.readout = init_linear_(nn.Linear(c.width, c.n_classes), c.init)
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..blocks.attention import MultiHeadAttention
-from ..blocks.skips import SKIPS, check_norm_placement, check_skip
+from ..blocks.skips import SKIPS, check_norm_placement, check_skip, deepnorm_beta
 from ..blocks.transformer import DecoderBlock, EncoderBlock, PositionalEncoding
 from ..validation import check_choice
 
@@ -38,6 +38,7 @@ __all__ = [
     "TRANSFORMER_INITS",
     "TransformerConfig",
     "decoder_block_from_torch",
+    "deepnorm_init_",
     "encoder_block_from_torch",
     "init_transformer_",
 ]
@@ -58,6 +59,10 @@ class TransformerConfig:
 
     ``norm`` places the LayerNorms (``"post"`` or ``"pre"``) and ``skip`` names every
     sub-layer's skip, a key of :data:`~skiplab.blocks.skips.SKIPS` (``"none"`` removes them).
+    ``skip="deepnorm"`` (with ``norm="post"``) is DeepNorm: LN(α·x + F(x)) with
+    α = (2N)^(1/4) for N = ``n_layers``, and after the ``init`` scheme the value, output
+    and feed-forward weights scaled by β = (8N)^(-1/4) (:func:`deepnorm_init_`; the
+    encoder-only constants, so :class:`EncoderDecoder` refuses it).
     """
 
     vocab_size: int
@@ -85,6 +90,10 @@ class TransformerConfig:
             raise ValueError("vocab_size >= 1, n_layers >= 0 and d_model >= 2 are required")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.skip == "deepnorm" and (self.norm != "post" or self.n_layers < 1):
+            raise ValueError("skip='deepnorm' is DeepNorm's post-norm layout, LN(α·x + F(x)): "
+                             f"it needs norm='post' and n_layers >= 1 (got norm={self.norm!r}, "
+                             f"n_layers={self.n_layers})")
 
     @property
     def residual(self) -> bool:
@@ -100,7 +109,20 @@ class TransformerConfig:
 def _block_kwargs(c: TransformerConfig) -> dict:
     """The config's block settings, names mapped to what the blocks take."""
     return dict(d_ff=c.d_ff, norm=c.norm, skip=c.skip, dropout=c.dropout,
-                act_layer=TRANSFORMER_ACTIVATIONS[c.activation], fast=c.fast)
+                act_layer=TRANSFORMER_ACTIVATIONS[c.activation], fast=c.fast,
+                depth=c.n_layers)
+
+
+@torch.no_grad()
+def deepnorm_init_(blocks: Iterable[EncoderBlock], depth: int) -> None:
+    """DeepNorm's initialisation (Wang et al. 2022): scale each block's value and output
+    projections and both feed-forward weights by β = (8N)^(-1/4) (Xavier with gain β), and
+    leave the query and key projections as they are."""
+    beta = deepnorm_beta(depth)
+    for block in blocks:
+        for layer in (block.self_attn.v_proj, block.self_attn.out_proj, block.ff.linear1,
+                      block.ff.linear2):
+            layer.weight.mul_(beta)
 
 
 @torch.no_grad()
@@ -148,6 +170,8 @@ class SequenceModel(nn.Module):
         self.final_norm = nn.LayerNorm(c.d_model) if c.norm == "pre" else nn.Identity()
         self.head = nn.Linear(c.d_model, c.n_outputs or c.vocab_size)
         init_transformer_(self, c.init)
+        if c.skip == "deepnorm":
+            deepnorm_init_(self.blocks, c.n_layers)
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.dim() != 2 or tokens.dtype != torch.long:
@@ -195,6 +219,9 @@ class EncoderDecoder(nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.config = c = config
+        if c.skip == "deepnorm":
+            raise ValueError("skip='deepnorm' uses DeepNet's encoder-only constants; the "
+                             "encoder-decoder ones are not implemented (use SequenceModel)")
         self.src_embed = nn.Embedding(c.vocab_size, c.d_model)
         self.tgt_embed = nn.Embedding(c.vocab_size, c.d_model)
         self.positions = PositionalEncoding(c.d_model, c.max_len)

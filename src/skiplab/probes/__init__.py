@@ -22,6 +22,7 @@ from .shattered import (
     shattering_profile,
     with_batch_statistics,
 )
+from .signal import SignalProfile, signal_propagation
 from .stream import branch_stream_ratios, loglog_slope
 from .symmetry import (
     clone_unit_,
@@ -35,6 +36,8 @@ from .symmetry import (
 )
 
 __all__ = [
+    "SignalProfile",
+    "signal_propagation",
     "branch_stream_ratios",
     "gradient_autocorrelation",
     "input_gradients",
