@@ -24,7 +24,6 @@ times are *estimates*, not measurements: no GPU was used to make them.
 from __future__ import annotations
 
 import ast
-import copy
 import json
 import re
 import sys
@@ -34,18 +33,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+
+from skiplab.experiments.estimate import training_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALES = ("quick", "gpu", "paper")
 
-# The T4 assumptions behind every estimate. Peak fp32 is 8.1 TFLOP/s; small convolutional and
-# transformer nets reach a fraction of it, so we assume a quarter. fp64 runs at 1/32 of fp32.
-# Every kernel launch costs about 10 microseconds whatever its size: a training step launches
-# about three kernels per module with parameters (forward, backward, optimiser).
-T4_FP32_FLOPS = 8.1e12 * 0.25
-T4_FP64_FLOPS = T4_FP32_FLOPS / 32
-LAUNCH_SECONDS = 10e-6
+# The T4 assumptions behind every estimate live in skiplab.experiments.estimate, shared with
+# the paper-scale scripts' estimates (python -m skiplab.experiments --list).
 
 # quick: measured, alone with 2 torch threads (README, "The two commands"): not estimated.
 QUICK_MEASURED = {
@@ -354,32 +349,11 @@ def _jobs_heads(ch, s):
 
 # ---------------------------------------------------------------- counting and estimating
 
-def forward_flops(job: Job) -> int:
-    """FLOPs of one example's forward pass (2 per multiply-add), counted on the meta device."""
-    model = copy.deepcopy(job.build()).to("meta").train()
-    if job.kind == "sequence":
-        x = torch.zeros(2, *job.example_shape, dtype=torch.long, device="meta")
-    else:
-        x = torch.zeros(2, *job.example_shape, device="meta")
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(x)
-    return counter.get_total_flops() // 2
-
-
-def launches_per_step(job: Job) -> int:
-    modules = sum(1 for m in job.build().modules() if next(m.parameters(False), None) is not None)
-    return 3 * modules
-
-
 def estimate_seconds(chapter: str, scale: str) -> float:
     """Estimated seconds of the chapter's jobs at ``scale`` on a T4-class GPU."""
-    total = 0.0
-    for job in jobs(chapter, scale):
-        flops = forward_flops(job) * (3 * job.steps * job.batch + job.eval_examples)
-        total += flops / (T4_FP64_FLOPS if job.float64 else T4_FP32_FLOPS)
-        total += job.steps * launches_per_step(job) * LAUNCH_SECONDS
-    return total
+    return sum(training_seconds(job.build, job.example_shape, steps=job.steps, batch=job.batch,
+                                eval_examples=job.eval_examples, tokens=job.kind == "sequence",
+                                float64=job.float64) for job in jobs(chapter, scale))
 
 
 def describe(seconds: float) -> str:

@@ -128,6 +128,7 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     extra_state: Mapping[str, Any] | None = None,
+    shard: tuple[int, int] | None = None,
     desc: str = "training",
     show_progress: bool = True,
 ) -> History:
@@ -148,5 +149,5 @@ def train(
                optimization=optimization, batch_size=batch_size, batches="epochs",
                record_every=record_every, seed=seed, augment=augment, on_step=on_step,
                checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-               config=_held_out_config(data), extra_state=extra_state, desc=desc,
-               show_progress=show_progress)
+               config=_held_out_config(data), extra_state=extra_state, shard=shard,
+               desc=desc, show_progress=show_progress)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ..data import batch_indices
@@ -177,6 +178,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task, *, steps
         on_step: Callable[[int, float], None] | None = None,
         checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 100,
         config: Mapping[str, Any] | None = None, extra_state: Mapping[str, Any] | None = None,
+        shard: tuple[int, int] | None = None,
         desc: str = "training", show_progress: bool = True) -> History:
     """Train ``model`` on (x, y) for ``steps`` optimiser steps of ``task``'s loss.
 
@@ -204,6 +206,12 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task, *, steps
         config: more plain data that changes the result (held-out data shapes...).
         extra_state: ``{name: object}`` with ``state_dict()``/``load_state_dict()``, saved
             and restored with the checkpoint (e.g. a recorder passed as ``on_step``).
+        shard: ``(rank, world_size)`` for data-parallel training (``torch.distributed``
+            initialised, ``model`` wrapped in ``DistributedDataParallel``): ``batch_size`` is
+            the *global* batch, each process trains on its every ``world_size``-th example
+            (the same global batches as one process would draw), the recorded training
+            losses are averaged over the processes, and only rank 0 writes the checkpoint and
+            shows progress. Every process evaluates the unwrapped model.
         desc, show_progress: the tqdm progress bar.
 
     Returns:
@@ -218,6 +226,11 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task, *, steps
     n = len(y)
     if not 0 < batch_size <= n:
         raise ValueError(f"batch_size={batch_size} must lie in 1..{n} (the training examples)")
+    rank, world = shard if shard is not None else (0, 1)
+    if not 0 <= rank < world or batch_size % world:
+        raise ValueError(f"shard={shard}: need 0 <= rank < world_size and batch_size="
+                         f"{batch_size} divisible by world_size")
+    inner = getattr(model, "module", model) if shard is not None else model
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameter")
@@ -229,14 +242,14 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task, *, steps
     path = Path(checkpoint) if checkpoint is not None else None
     wanted = None
     if path is not None:
-        wanted = {**loop_config(model, x, y, task, steps=steps, batch_size=batch_size,
+        wanted = {**loop_config(inner, x, y, task, steps=steps, batch_size=batch_size,
                                 optimization=optimization, seed=seed,
                                 record_every=record_every, record_start=record_start,
                                 batches=batches, augment=augment), **(config or {})}
     if path is not None and path.exists():
         state = load_checkpoint(path)
         check_config(path, state.get("config"), wanted)
-        model.load_state_dict(state["model"])
+        inner.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         history = History.from_dict(state["history"])
@@ -252,11 +265,11 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task, *, steps
     def measure() -> dict[str, float]:
         if task.evaluate is None:
             return {}
-        was_training = model.training
-        model.eval()
+        was_training = inner.training
+        inner.eval()
         with torch.no_grad():
-            values = dict(task.evaluate(model))
-        model.train(was_training)
+            values = dict(task.evaluate(inner))
+        inner.train(was_training)
         return values
 
     if start == 0 and record_start:
@@ -264,12 +277,12 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task, *, steps
     sum_loss, sums, count = running
     model.train()
     for step in progress(range(start, steps), total=steps, initial=start, desc=desc,
-                         enabled=show_progress):
+                         enabled=show_progress and rank == 0):
         if batches == "epochs":
             idx = batch_indices(step, n, batch_size, seed)
         else:
             idx = torch.randperm(n, generator=subsets, device="cpu")[:batch_size]
-        idx = idx.to(device)
+        idx = idx[rank::world].to(device)
         xb, yb = x[idx], y[idx]
         if augment is not None:
             generator = torch.Generator(device=xb.device).manual_seed(seed * 1_000_003 + step)
@@ -279,20 +292,23 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task, *, steps
         result.loss.backward()
         opt.step()
         schedule.step()
-        loss_value = result.loss.item()
-        sum_loss += loss_value * result.count
-        for name, value in result.sums.items():
+        loss_value, batch_count, batch_sums = result.loss.item(), result.count, result.sums
+        if shard is not None:
+            loss_value, batch_count, batch_sums = _gather_batch(loss_value, batch_count,
+                                                                batch_sums, world, device)
+        sum_loss += loss_value * batch_count
+        for name, value in batch_sums.items():
             sums[name] = sums.get(name, 0.0) + value
-        count += result.count
+        count += batch_count
         done = step + 1
         if done % record_every == 0 or done == steps:
             history.record(done, sum_loss / count, measure(),
                            {name: value / count for name, value in sums.items()})
             sum_loss, sums, count = 0.0, {}, 0
-        if path is not None and (done % checkpoint_every == 0 or done == steps):
+        if path is not None and rank == 0 and (done % checkpoint_every == 0 or done == steps):
             save_atomically({
                 "config": wanted, "step": done,
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "model": inner.state_dict(), "optimizer": opt.state_dict(),
                 "schedule": schedule.state_dict(), "history": history.as_dict(),
                 "rng": rng_state(), "subsets": subsets.get_state(),
                 "running": (sum_loss, sums, count),
@@ -301,3 +317,15 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task, *, steps
         if on_step is not None:
             on_step(done, loss_value)
     return history
+
+
+def _gather_batch(loss: float, count: int, sums: Mapping[str, float], world: int,
+                  device: torch.device) -> tuple[float, int, dict[str, float]]:
+    """The global batch's loss (the mean of the processes' shard means: equal shards),
+    count and sums, from every process (one all-reduce)."""
+    names = sorted(sums)
+    values = torch.tensor([loss / world, float(count), *(float(sums[k]) for k in names)],
+                          dtype=torch.float64, device=device)
+    dist.all_reduce(values)
+    total = values.tolist()
+    return total[0], int(round(total[1])), dict(zip(names, total[2:]))

@@ -1,0 +1,187 @@
+"""The paper-scale experiments: what each trains at each scale, with the chapters' own models.
+
+Each :class:`Experiment` names the data and a list of :class:`RunSpec` (one network and its
+training recipe) per scale. The runner (:mod:`skiplab.experiments.runner`) trains every run
+with :func:`skiplab.train.train`, the loop the chapters use; the models are the chapters'
+own configs (``CifarNet``, ``ResidualTower``). Nothing here is a second copy of a model or
+a loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..models import CifarNet, CifarNetConfig, ResidualTower, TowerConfig
+from .estimate import training_seconds
+
+__all__ = ["EXPERIMENTS", "Experiment", "RunSpec"]
+
+# shapes and sizes of the datasets the experiments use: (example shape, classes, train, test)
+DATASETS: dict[str, tuple[tuple[int, ...], int, int, int]] = {
+    "digits-images": ((1, 8, 8), 10, 1437, 360),
+    "digits-flat": ((64,), 10, 1437, 360),
+    "cifar10": ((3, 32, 32), 10, 50_000, 10_000),
+    "cifar10-flat": ((3072,), 10, 50_000, 10_000),
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One network of an experiment and how it is trained (the arguments of ``train``)."""
+
+    label: str
+    build: Callable[[], nn.Module]
+    steps: int
+    batch: int
+    lr: float
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    milestones: tuple[int, ...] = ()
+    warmup: tuple[int, float] | None = None
+    record_every: int = 100
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A chapter's experiment at the sizes of each scale.
+
+    Args:
+        name: the command's NAME.
+        title: one line for ``--list``.
+        chapter: the book page that shows its results.
+        sizes: ``{scale: {size: value}}``, plain data (this is the run's configuration).
+        runs: ``runs(sizes) -> [RunSpec]``.
+        published: what the paper reports, ``{run label: value}``, with ``published_note``
+            saying which number (e.g. test error in %) and where it is printed.
+    """
+
+    name: str
+    title: str
+    chapter: str
+    sizes: Mapping[str, Mapping[str, Any]]
+    runs: Callable[[Mapping[str, Any]], list[RunSpec]]
+    published: Mapping[str, float] = field(default_factory=dict)
+    published_note: str = ""
+
+    def config(self, scale: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The sizes at ``scale`` with ``overrides`` applied; unknown keys are refused."""
+        if scale not in self.sizes:
+            raise ValueError(f"scale={scale!r} is not known for {self.name!r}; accepted: "
+                             f"{', '.join(self.sizes)}")
+        sizes = dict(self.sizes[scale])
+        unknown = sorted(set(overrides or {}) - set(sizes))
+        if unknown:
+            raise ValueError(f"--set {', '.join(unknown)}: not a size of {self.name!r}; "
+                             f"its sizes: {', '.join(sorted(sizes))}")
+        sizes.update(overrides or {})
+        return sizes
+
+    def data_shape(self, config: Mapping[str, Any]) -> tuple[tuple[int, ...], int, int, int]:
+        return DATASETS[config["dataset"]]
+
+    def estimate_hours(self, scale: str) -> float:
+        """Estimated GPU-hours on one T4-class GPU (FLOP count; an estimate)."""
+        return _estimate_hours(self.name, scale)
+
+    def _estimate_seconds(self, scale: str) -> float:
+        config = self.config(scale)
+        shape, _, _, n_test = self.data_shape(config)
+        seconds = 0.0
+        for spec in self.runs(config):
+            records = math.ceil(spec.steps / spec.record_every)
+            seconds += training_seconds(spec.build, shape, steps=spec.steps, batch=spec.batch,
+                                        eval_examples=records * n_test)
+        return seconds
+
+
+@functools.cache
+def _estimate_hours(name: str, scale: str) -> float:
+    # counting FLOPs walks every layer of every run's network: once per process is enough
+    return EXPERIMENTS[name]._estimate_seconds(scale) / 3600
+
+
+# ------------------------------------------------------------ He et al. 2016, CIFAR-10 table
+
+def _resnet_cifar_runs(s: Mapping[str, Any]) -> list[RunSpec]:
+    shape, classes, _, _ = DATASETS[s["dataset"]]
+    out = []
+    for depth in s["depths"]:
+        for arch, skip in (("plain", "none"), ("residual", "residual")):
+            def build(depth=depth, skip=skip):
+                return CifarNet(CifarNetConfig(depth=depth, skip=skip, widths=tuple(s["widths"]),
+                                               in_channels=shape[0], n_classes=classes))
+            # He et al.: the 110-layer nets warm up at lr 0.01 for about 400 iterations
+            warmup = (s["warmup_steps"], 0.1) if depth >= 110 and s["warmup_steps"] else None
+            out.append(RunSpec(f"{arch}-{depth}", build, steps=s["steps"], batch=s["batch"],
+                               lr=s["lr"], weight_decay=s["weight_decay"],
+                               milestones=tuple(s["milestones"]), warmup=warmup,
+                               record_every=s["record_every"]))
+    return out
+
+
+RESNET_CIFAR = Experiment(
+    name="resnet-cifar",
+    title="He et al. 2016: plain vs residual CIFAR nets at several depths (Table 6, Fig. 6)",
+    chapter="book/why/degradation",
+    sizes={
+        "quick": dict(dataset="digits-images", widths=[8, 16, 32], depths=[8, 20], steps=300,
+                      milestones=[150, 225], batch=128, lr=0.1, weight_decay=1e-4,
+                      record_every=50, warmup_steps=0, augment=False),
+        "gpu": dict(dataset="cifar10", widths=[16, 32, 64], depths=[20, 56], steps=8_000,
+                    milestones=[4_000, 6_000], batch=128, lr=0.1, weight_decay=1e-4,
+                    record_every=500, warmup_steps=400, augment=True),
+        "paper": dict(dataset="cifar10", widths=[16, 32, 64], depths=[20, 32, 44, 56, 110],
+                      steps=64_000, milestones=[32_000, 48_000], batch=128, lr=0.1,
+                      weight_decay=1e-4, record_every=1_000, warmup_steps=400, augment=True),
+    },
+    runs=_resnet_cifar_runs,
+    published={"residual-20": 8.75, "residual-32": 7.51, "residual-44": 7.17,
+               "residual-56": 6.97, "residual-110": 6.43},
+    published_note="test error (%) on CIFAR-10, He et al. 2016, Table 6 (ResNet-110: best of "
+                   "5 runs; the paper also gives 6.61 ± 0.16)",
+)
+
+
+# ------------------------------------------------- the identity chapter's towers, no norm
+
+def _tower_runs(s: Mapping[str, Any]) -> list[RunSpec]:
+    shape, classes, _, _ = DATASETS[s["dataset"]]
+    schemes = {"residual": {}, "rezero": {"skip": "rezero"}, "fixup": {"branch_init": "fixup"},
+               "layerscale": {"skip": "layerscale"}, "gpt2-scaled": {"branch_init": "scaled"}}
+    out = []
+    for name in s["schemes"]:
+        def build(scheme=schemes[name]):
+            return ResidualTower(TowerConfig(math.prod(shape), classes, blocks=s["blocks"],
+                                             width=s["width"], **scheme))
+        out.append(RunSpec(f"{name}-{s['blocks']}", build, steps=s["steps"], batch=s["batch"],
+                           lr=s["lr"], record_every=s["record_every"]))
+    return out
+
+
+IDENTITY_TOWERS = Experiment(
+    name="identity-towers",
+    title="Deep residual towers without normalisation: unscaled vs ReZero, Fixup, LayerScale, "
+          "GPT-2 scaling",
+    chapter="book/why/identity",
+    sizes={
+        "quick": dict(dataset="digits-flat", blocks=64, width=64, steps=150, batch=128, lr=0.05,
+                      record_every=25, augment=False,
+                      schemes=["residual", "rezero", "fixup", "layerscale", "gpt2-scaled"]),
+        "gpu": dict(dataset="cifar10-flat", blocks=128, width=256, steps=5_000, batch=128,
+                    lr=0.05, record_every=250, augment=False,
+                    schemes=["residual", "rezero", "fixup", "layerscale", "gpt2-scaled"]),
+        "paper": dict(dataset="cifar10-flat", blocks=256, width=256, steps=20_000, batch=128,
+                      lr=0.05, record_every=1_000, augment=False,
+                      schemes=["residual", "rezero", "fixup", "layerscale", "gpt2-scaled"]),
+    },
+    runs=_tower_runs,
+)
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (RESNET_CIFAR, IDENTITY_TOWERS)}
