@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from ..models import CifarNet, CifarNetConfig, ResidualTower, TowerConfig
+from ..models import CifarNet, CifarNetConfig, ResidualTower, TowerConfig, densenet_bc
 from .estimate import training_seconds
 
 __all__ = ["EXPERIMENTS", "Experiment", "RunSpec"]
@@ -149,6 +149,42 @@ RESNET_CIFAR = Experiment(
 )
 
 
+# ------------------------------------------------------ Huang et al. 2017, DenseNet-BC-100
+
+def _densenet_runs(s: Mapping[str, Any]) -> list[RunSpec]:
+    shape, classes, _, _ = DATASETS[s["dataset"]]
+
+    def build():
+        return densenet_bc(s["depth"], s["growth_rate"], in_channels=shape[0], n_classes=classes)
+    return [RunSpec(f"densenet-bc-{s['depth']}-k{s['growth_rate']}", build, steps=s["steps"],
+                    batch=s["batch"], lr=s["lr"], weight_decay=s["weight_decay"],
+                    milestones=tuple(s["milestones"]), record_every=s["record_every"])]
+
+
+DENSENET_BC = Experiment(
+    name="densenet-bc",
+    title="Huang et al. 2017: DenseNet-BC-100 (k = 12) on CIFAR-10 (Table 2), SGD momentum "
+          "without Nesterov",
+    chapter="book/arch/densenet",
+    sizes={
+        "quick": dict(dataset="digits-images", depth=22, growth_rate=6, steps=300,
+                      milestones=[150, 225], batch=64, lr=0.1, weight_decay=1e-4,
+                      record_every=50, augment=False),
+        "gpu": dict(dataset="cifar10", depth=100, growth_rate=12, steps=8_000,
+                    milestones=[4_000, 6_000], batch=64, lr=0.1, weight_decay=1e-4,
+                    record_every=500, augment=True),
+        # 300 epochs of 50,000 images at batch 64, the rate divided by 10 at 50 % and 75 %
+        "paper": dict(dataset="cifar10", depth=100, growth_rate=12, steps=234_375,
+                      milestones=[117_188, 175_782], batch=64, lr=0.1, weight_decay=1e-4,
+                      record_every=2_500, augment=True),
+    },
+    runs=_densenet_runs,
+    published={"densenet-bc-100-k12": 4.51},
+    published_note="test error (%) on CIFAR-10 with augmentation (C10+), Huang et al. 2017, "
+                   "Table 2; the paper uses Nesterov momentum, this recipe plain momentum",
+)
+
+
 # ------------------------------------------------- the identity chapter's towers, no norm
 
 def _tower_runs(s: Mapping[str, Any]) -> list[RunSpec]:
@@ -184,4 +220,5 @@ IDENTITY_TOWERS = Experiment(
     runs=_tower_runs,
 )
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (RESNET_CIFAR, IDENTITY_TOWERS)}
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (RESNET_CIFAR, DENSENET_BC,
+                                                          IDENTITY_TOWERS)}
