@@ -117,12 +117,17 @@ def test_level_takes_injected_norm_and_activation():
         DoubleConv(4, 8, padding="full")
 
 
-@pytest.mark.parametrize("kind", sorted(SKIPS))
+@pytest.mark.parametrize("kind", sorted(k for k in SKIPS if not SKIPS[k].needs_depth))
 def test_every_skip_kind_builds_a_unet(kind):
     model = UNet(dataclasses.replace(SMALL, skip=kind))
     assert all(type(stage.convs.skip) is SKIPS[kind]
                for stage in [*model.encoder, *model.decoder])
     assert model(torch.randn(2, 1, 16, 16)).shape == (2, 2, 16, 16)
+
+
+def test_a_skip_kind_that_needs_the_depth_is_a_clear_error_in_a_unet():
+    with pytest.raises(ValueError, match="needs the stack's depth"):
+        UNet(dataclasses.replace(SMALL, skip="deepnorm"))
 
 
 def test_long_skip_merges():

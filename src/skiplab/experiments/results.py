@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from .. import __version__
+
 __all__ = ["RESULTS_SCHEMA", "ResultsMismatch", "provenance", "read_results", "results_dir",
            "results_path", "write_results"]
 
@@ -70,8 +72,6 @@ def provenance(*, device: torch.device, world_size: int, backend: str | None,
     """Where, when and how a run happened: versions of python, torch, torchvision and skiplab,
     the device (and its name on CUDA), the world size and backend, the git commit (and
     whether the tree had uncommitted changes), the wall time and the command line."""
-    from .. import __version__
-
     try:
         import torchvision
         vision = torchvision.__version__
