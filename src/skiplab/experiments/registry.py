@@ -15,8 +15,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import torch
 from torch import nn
 
+from ..data import DataSplit
+from ..landscape import grid_minima, nonconvex_fraction, random_direction, surface_2d
 from ..models import CifarNet, CifarNetConfig, ResidualTower, TowerConfig, densenet_bc
 from .estimate import training_seconds
 
@@ -46,6 +50,11 @@ class RunSpec:
     milestones: tuple[int, ...] = ()
     warmup: tuple[int, float] | None = None
     record_every: int = 100
+    measure: Callable[[nn.Module, DataSplit, int], dict[str, Any]] | None = None
+    """``measure(model, data, seed) -> metrics`` after training (rank 0 only), e.g. a loss
+    surface; its result joins the run's metrics under ``"measured"``."""
+    measure_examples: int = 0
+    """Forward passes ``measure`` makes, for the time estimate."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,7 @@ class Experiment:
         for spec in self.runs(config):
             records = math.ceil(spec.steps / spec.record_every)
             seconds += training_seconds(spec.build, shape, steps=spec.steps, batch=spec.batch,
-                                        eval_examples=records * n_test)
+                                        eval_examples=records * n_test + spec.measure_examples)
         return seconds
 
 
@@ -185,6 +194,61 @@ DENSENET_BC = Experiment(
 )
 
 
+# ------------------------------------------------ Li et al. 2018, loss surfaces of ResNet-56
+
+def _surface(s: Mapping[str, Any]) -> Callable[[nn.Module, DataSplit, int], dict[str, Any]]:
+    def measure(model: nn.Module, data: DataSplit, seed: int) -> dict[str, Any]:
+        grid = np.linspace(-1, 1, s["grid"])
+        generator = torch.Generator().manual_seed(seed)
+        d1 = random_direction(model, generator=generator)
+        d2 = random_direction(model, generator=generator)
+        x, y = data.x_train[:s["eval_examples"]], data.y_train[:s["eval_examples"]]
+        surface = surface_2d(model, d1, d2, x, y, grid, show_progress=False)
+        step = max(1, round(0.2 / (grid[1] - grid[0])))          # differences over 0.2
+        return {"grid": grid.tolist(), "loss": surface.loss.tolist(),
+                "accuracy": surface.accuracy.tolist(), "centre_loss": surface.centre_loss,
+                "nonconvex_fraction": nonconvex_fraction(surface.loss, step=step),
+                "grid_minima": grid_minima(surface.loss)}
+    return measure
+
+
+def _landscape_runs(s: Mapping[str, Any]) -> list[RunSpec]:
+    shape, classes, _, _ = DATASETS[s["dataset"]]
+    out = []
+    for depth in s["depths"]:
+        for arch, skip in (("plain", "none"), ("resnet", "residual")):
+            def build(depth=depth, skip=skip):
+                return CifarNet(CifarNetConfig(depth=depth, skip=skip, widths=tuple(s["widths"]),
+                                               in_channels=shape[0], n_classes=classes))
+            out.append(RunSpec(f"{arch}-{depth}", build, steps=s["steps"], batch=s["batch"],
+                               lr=s["lr"], weight_decay=s["weight_decay"],
+                               milestones=tuple(s["milestones"]),
+                               record_every=s["record_every"], measure=_surface(s),
+                               measure_examples=s["grid"] ** 2 * s["eval_examples"]))
+    return out
+
+
+LANDSCAPE = Experiment(
+    name="landscape",
+    title="Li et al. 2018: filter-normalised loss surfaces of plain and residual CIFAR nets "
+          "(ResNet-56 with and without skips, Fig. 5), trained with He et al.'s 64k-step "
+          "recipe and weight decay 5e-4; surfaces on 10,000 training images",
+    chapter="book/why/landscape",
+    sizes={
+        "quick": dict(dataset="digits-images", widths=[8, 16, 32], depths=[8, 32], steps=300,
+                      milestones=[150, 225], batch=128, lr=0.1, weight_decay=5e-4,
+                      record_every=50, grid=11, eval_examples=256, augment=False),
+        "gpu": dict(dataset="cifar10", widths=[16, 32, 64], depths=[20, 56], steps=4_000,
+                    milestones=[2_000, 3_000], batch=128, lr=0.1, weight_decay=5e-4,
+                    record_every=500, grid=21, eval_examples=1_024, augment=True),
+        "paper": dict(dataset="cifar10", widths=[16, 32, 64], depths=[20, 56], steps=64_000,
+                      milestones=[32_000, 48_000], batch=128, lr=0.1, weight_decay=5e-4,
+                      record_every=1_000, grid=51, eval_examples=10_000, augment=True),
+    },
+    runs=_landscape_runs,
+)
+
+
 # ------------------------------------------------- the identity chapter's towers, no norm
 
 def _tower_runs(s: Mapping[str, Any]) -> list[RunSpec]:
@@ -220,5 +284,5 @@ IDENTITY_TOWERS = Experiment(
     runs=_tower_runs,
 )
 
-EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (RESNET_CIFAR, DENSENET_BC,
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (RESNET_CIFAR, DENSENET_BC, LANDSCAPE,
                                                           IDENTITY_TOWERS)}

@@ -145,6 +145,10 @@ def run_experiment(name: str, *, scale: str = "quick", seed: int = 0,
                         shard=(process.rank, process.world) if process.world > 1 else None,
                         desc=spec.label, show_progress=show_progress)
         metrics[spec.label] = summarise(history, data.n_classes)
+        if spec.measure is not None and process.rank == 0:
+            inner = getattr(model, "module", model)
+            metrics[spec.label]["measured"] = spec.measure(inner, data, seed)
+        process.barrier()
     path = None
     if process.rank == 0:
         path = write_results(
