@@ -128,7 +128,7 @@ def test_a_results_file_of_another_configuration_is_refused(tmp_path):
 def test_unknown_names_and_sizes_are_clear_errors(capsys):
     with pytest.raises(SystemExit):
         main(["resnet-imagenet"])
-    assert "accepted: resnet-cifar, densenet-bc, landscape, identity-towers" in capsys.readouterr().err
+    assert "accepted: resnet-cifar, densenet-bc, landscape, unet, identity-towers" in capsys.readouterr().err
     with pytest.raises(ValueError, match="not a size of 'resnet-cifar'"):
         EXPERIMENTS["resnet-cifar"].config("quick", {"depth": 20})
 

@@ -127,6 +127,7 @@ def train_segmentation(model: nn.Module, data: SegmentationSplit, *, steps: int,
                        record_every: int = 20, seed: int | None = None,
                        on_step: Callable[[int, float], None] | None = None,
                        checkpoint: str | os.PathLike | None = None,
+                       shard: tuple[int, int] | None = None,
                        desc: str = "training", show_progress: bool = True) -> History:
     """Adam on pixel-wise cross-entropy: :func:`skiplab.train.fit` with
     :func:`segmentation_task`, recording the test metrics at step 0 (before training), every
@@ -135,11 +136,12 @@ def train_segmentation(model: nn.Module, data: SegmentationSplit, *, steps: int,
     Each batch is a fresh random subset (``batches="subsets"``: no repeats within a batch,
     no epochs) from a generator seeded by ``seed``, so two models trained with the same
     seed see the same batches. ``on_step(step, loss)`` is called after each update (the
-    gradients are still in ``.grad``). ``checkpoint``: as in :func:`skiplab.train.fit`.
+    gradients are still in ``.grad``). ``checkpoint`` and ``shard``: as in
+    :func:`skiplab.train.fit`.
     """
     return fit(model, data.x_train, data.y_train, segmentation_task(data), steps=steps,
                optimization=Optimization(optimizer, lr), batch_size=batch_size,
                batches="subsets", record_every=record_every, record_start=True, seed=seed,
                on_step=on_step, checkpoint=checkpoint,
-               config={"held_out": {"x_test": tensor_spec(data.x_test)}},
+               config={"held_out": {"x_test": tensor_spec(data.x_test)}}, shard=shard,
                desc=desc, show_progress=show_progress)

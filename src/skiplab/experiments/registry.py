@@ -9,6 +9,7 @@ a loop.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Mapping
@@ -21,7 +22,8 @@ from torch import nn
 
 from ..data import DataSplit
 from ..landscape import grid_minima, nonconvex_fraction, random_direction, surface_2d
-from ..models import CifarNet, CifarNetConfig, ResidualTower, TowerConfig, densenet_bc
+from ..models import (CifarNet, CifarNetConfig, ResidualTower, TowerConfig, UNet, UNetConfig,
+                      densenet_bc, match_decoder_scale)
 from .estimate import training_seconds
 
 __all__ = ["EXPERIMENTS", "Experiment", "RunSpec"]
@@ -32,6 +34,9 @@ DATASETS: dict[str, tuple[tuple[int, ...], int, int, int]] = {
     "digits-flat": ((64,), 10, 1437, 360),
     "cifar10": ((3, 32, 32), 10, 50_000, 10_000),
     "cifar10-flat": ((3072,), 10, 50_000, 10_000),
+    "shapes-48": ((1, 48, 48), 2, 512, 128),
+    "shapes-96": ((1, 96, 96), 2, 2048, 256),
+    "pets-128": ((1, 128, 128), 2, 3680, 3669),
 }
 
 
@@ -50,6 +55,9 @@ class RunSpec:
     milestones: tuple[int, ...] = ()
     warmup: tuple[int, float] | None = None
     record_every: int = 100
+    task: str = "classify"
+    """``"classify"`` (:func:`skiplab.train.train`) or ``"segment"``
+    (:func:`skiplab.segmentation.train_segmentation`, Adam)."""
     measure: Callable[[nn.Module, DataSplit, int], dict[str, Any]] | None = None
     """``measure(model, data, seed) -> metrics`` after training (rank 0 only), e.g. a loss
     surface; its result joins the run's metrics under ``"measured"``."""
@@ -249,6 +257,39 @@ LANDSCAPE = Experiment(
 )
 
 
+# ------------------------------------------------- Ronneberger et al. 2015: U-Net long skips
+
+def _unet_runs(s: Mapping[str, Any]) -> list[RunSpec]:
+    shape, classes, _, _ = DATASETS[s["dataset"]]
+    base = UNetConfig(in_channels=shape[0], n_classes=classes, base_width=s["base_width"],
+                      depth=s["depth"], padding="same", long_skip="concat", norm=True)
+    target = sum(p.numel() for p in UNet(base).parameters())
+    configs = {"concat": base,
+               **{kind: match_decoder_scale(dataclasses.replace(base, long_skip=kind), target)
+                  for kind in ("add", "none")}}
+    return [RunSpec(f"long-skip-{kind}", lambda config=config: UNet(config), steps=s["steps"],
+                    batch=s["batch"], lr=s["lr"], optimizer="adam",
+                    record_every=s["record_every"], task="segment")
+            for kind, config in configs.items()]
+
+
+UNET = Experiment(
+    name="unet",
+    title="U-Nets with concatenated, added and no long skips at the same parameter count "
+          "(the U-Net chapter's comparison), on Oxford-IIIT Pet at paper scale",
+    chapter="book/arch/unet",
+    sizes={
+        "quick": dict(dataset="shapes-48", depth=3, base_width=8, steps=500, batch=16, lr=3e-3,
+                      record_every=50, augment=False),
+        "gpu": dict(dataset="shapes-96", depth=4, base_width=16, steps=2_000, batch=32,
+                    lr=3e-3, record_every=200, augment=False),
+        "paper": dict(dataset="pets-128", depth=4, base_width=32, steps=6_000, batch=32,
+                      lr=1e-3, record_every=300, augment=False),
+    },
+    runs=_unet_runs,
+)
+
+
 # ------------------------------------------------- the identity chapter's towers, no norm
 
 def _tower_runs(s: Mapping[str, Any]) -> list[RunSpec]:
@@ -285,4 +326,4 @@ IDENTITY_TOWERS = Experiment(
 )
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (RESNET_CIFAR, DENSENET_BC, LANDSCAPE,
-                                                          IDENTITY_TOWERS)}
+                                                          UNET, IDENTITY_TOWERS)}

@@ -30,10 +30,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data import DataSplit, load_cifar10, load_digits, random_crop_flip
+from ..data import (DataSplit, SegmentationSplit, load_cifar10, load_digits, load_oxford_pets,
+                    load_shapes, random_crop_flip)
 from ..runtime import seed_everything
+from ..segmentation import train_segmentation
 from ..train import History, train
-from .registry import EXPERIMENTS, Experiment
+from .registry import DATASETS, EXPERIMENTS, Experiment
 from .results import provenance, results_path, write_results
 
 __all__ = ["Process", "config_key", "run_experiment", "summarise"]
@@ -77,8 +79,15 @@ def config_key(experiment: str, scale: str, seed: int, config: Mapping[str, Any]
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _load_data(config: Mapping[str, Any], seed: int, device: torch.device) -> DataSplit:
+def _load_data(config: Mapping[str, Any], seed: int,
+               device: torch.device) -> DataSplit | SegmentationSplit:
     name = config["dataset"]
+    shape, _, n_train, n_test = DATASETS[name]
+    if name.startswith("shapes"):
+        return load_shapes(n_train=n_train, n_test=n_test, size=shape[-1], seed=seed,
+                           device=device)
+    if name.startswith("pets"):
+        return load_oxford_pets(size=shape[-1], device=device)
     if name.startswith("digits"):
         return load_digits(images=name == "digits-images", seed=seed, device=device)
     data = load_cifar10(device=device)
@@ -89,17 +98,22 @@ def _load_data(config: Mapping[str, Any], seed: int, device: torch.device) -> Da
 
 
 def summarise(history: History, n_classes: int) -> dict[str, Any]:
-    """What a results file keeps of a run: final values and the curves."""
+    """What a results file keeps of a run: the final training loss and held-out metrics
+    (``final_test_<m>``; for classifiers also ``final_test_error_percent``), whether it
+    diverged (not finite, or above the loss of guessing), and every recorded curve."""
     final_loss = history.final("train_loss")
-    return {
+    out: dict[str, Any] = {
         "final_train_loss": final_loss,
-        "final_test_acc": history.final("test_acc"),
-        "final_test_error_percent": 100 * (1 - history.final("test_acc")),
         "diverged": not math.isfinite(final_loss) or final_loss > math.log(n_classes),
         "steps": list(history.step),
-        "train_loss": [float(v) for v in history.series("train_loss")],
-        "test_acc": [float(v) for v in history.series("test_acc")],
+        "train_loss": [float(v) for v in history.train_loss],
     }
+    for name in history.metrics:
+        out[f"final_test_{name}"] = history.final(f"test_{name}")
+        out[f"test_{name}"] = [float(v) for v in history.metrics[name]]
+    if "acc" in history.metrics:
+        out["final_test_error_percent"] = 100 * (1 - out["final_test_acc"])
+    return out
 
 
 def run_experiment(name: str, *, scale: str = "quick", seed: int = 0,
@@ -136,14 +150,21 @@ def run_experiment(name: str, *, scale: str = "quick", seed: int = 0,
             model = DistributedDataParallel(
                 model, device_ids=[process.device.index] if process.device.type == "cuda"
                 else None)
-        history = train(model, data, steps=spec.steps, batch_size=spec.batch,
-                        optimizer=spec.optimizer, lr=spec.lr, momentum=spec.momentum,
-                        weight_decay=spec.weight_decay, lr_milestones=spec.milestones,
-                        warmup=spec.warmup, record_every=spec.record_every, seed=seed,
-                        augment=augment, checkpoint=folder / f"{spec.label}.pt",
-                        checkpoint_every=checkpoint_every,
-                        shard=(process.rank, process.world) if process.world > 1 else None,
-                        desc=spec.label, show_progress=show_progress)
+        shard = (process.rank, process.world) if process.world > 1 else None
+        if spec.task == "segment":
+            history = train_segmentation(
+                model, data, steps=spec.steps, batch_size=spec.batch, lr=spec.lr,
+                optimizer=spec.optimizer, record_every=spec.record_every, seed=seed,
+                checkpoint=folder / f"{spec.label}.pt", shard=shard, desc=spec.label,
+                show_progress=show_progress)
+        else:
+            history = train(model, data, steps=spec.steps, batch_size=spec.batch,
+                            optimizer=spec.optimizer, lr=spec.lr, momentum=spec.momentum,
+                            weight_decay=spec.weight_decay, lr_milestones=spec.milestones,
+                            warmup=spec.warmup, record_every=spec.record_every, seed=seed,
+                            augment=augment, checkpoint=folder / f"{spec.label}.pt",
+                            checkpoint_every=checkpoint_every, shard=shard,
+                            desc=spec.label, show_progress=show_progress)
         metrics[spec.label] = summarise(history, data.n_classes)
         if spec.measure is not None and process.rank == 0:
             inner = getattr(model, "module", model)
