@@ -304,7 +304,7 @@ def _jobs_identity(ch, s):
     # the signal probes (one batch through each tower at initialisation, float64 on the CPU)
     # are left out; the towers trained on the digits: every scheme of the training table
     # (10, train_draws each) and the three of the zero-factor experiment at train_blocks,
-    # the four Highway twins at highway_blocks
+    # the four Highway twins at highway_blocks (highway_draws each)
     tower_evals = _evals(s["train_steps"], s["record_every"], 360)
 
     def tower(blocks, **scheme):
@@ -314,8 +314,9 @@ def _jobs_identity(ch, s):
                10, "classify", steps=(10 * s["train_draws"] + 3) * s["train_steps"],
                batch=s["batch"], eval_examples=(10 * s["train_draws"] + 3) * tower_evals),
            Job(ch, "Highway twins", tower(s["highway_blocks"], skip="highway"), (64,), 10,
-               "classify", steps=4 * s["highway_steps"], batch=s["batch"],
-               eval_examples=4 * _evals(s["highway_steps"], s["record_every"], 360))]
+               "classify", steps=4 * s["highway_draws"] * s["highway_steps"], batch=s["batch"],
+               eval_examples=4 * s["highway_draws"] * _evals(s["highway_steps"],
+                                                             s["record_every"], 360))]
 
     def transformer(skip, n_layers):
         return lambda: SequenceModel(TransformerConfig(

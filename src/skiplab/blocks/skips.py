@@ -169,9 +169,10 @@ class Highway(Skip):
     from the stream, one value per channel and position (Srivastava et al. 2015, "Training
     very deep networks").
 
-    The gate's bias starts at ``gate_bias`` = -2, inside the -1 to -3 the paper recommends
-    "so that the network is initially biased towards carry behaviour": T ≈ σ(-2) = 0.12, so
-    the block starts as mostly its stream. Unlike the other kinds the gate depends on the
+    The gate's bias starts at ``gate_bias`` = -2: the paper initialises it negative "(e.g.
+    -1, -3 etc.) such that the network is initially biased towards carry behavior" (and
+    suggests -1, -2, -3 for depths of about 10, 20, 30). T ≈ σ(-2) = 0.12, so the block
+    starts as mostly its stream. Unlike the other kinds the gate depends on the
     input, and the carry 1 - T shrinks the stream wherever the gate opens.
     """
 
