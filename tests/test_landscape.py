@@ -70,7 +70,10 @@ def test_a_rescaled_bn_net_gets_the_same_filter_normalised_surface():
     x, y = batch()
     net.eval()
     big.eval()
-    torch.testing.assert_close(net(x), big(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(net(x), big(x), rtol=1e-5, atol=1e-5)
+    net.train(), big.train()                   # with batch statistics too: eps is scaled
+    torch.testing.assert_close(net(x), big(x), rtol=1e-5, atol=1e-5)
+    net.eval(), big.eval()
     alphas = np.linspace(-1, 1, 5)
     f = random_direction(net, generator=torch.Generator().manual_seed(3))
     g = random_direction(big, generator=torch.Generator().manual_seed(3))

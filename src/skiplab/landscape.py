@@ -101,12 +101,13 @@ def random_direction(model: nn.Module, *, normalisation: Normalisation = "filter
 
 @torch.no_grad()
 def rescale_conv_bn_(model: nn.Module, factor: float) -> nn.Module:
-    """Multiply every convolution's weight by ``factor`` and fix BatchNorm's running
-    statistics to match (mean times factor, variance times factor²), in place.
+    """Multiply every convolution's weight by ``factor`` and fix BatchNorm to match (running
+    mean times factor, running variance and eps times factor²), in place.
 
     In a net where each bias-free convolution feeds a BatchNorm (the CIFAR ResNets and
-    their plain twins), the result computes the same function in eval mode (up to
-    BatchNorm's eps) with weights of a different scale: the scale invariance that makes
+    their plain twins), the result computes the same function, in eval mode and with batch
+    statistics alike (exactly, up to float rounding: eps is scaled with the variance it is
+    added to), with weights of a different scale: the scale invariance that makes
     unnormalised directions misleading.
     """
     convs = [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))]
@@ -118,6 +119,7 @@ def rescale_conv_bn_(model: nn.Module, factor: float) -> nn.Module:
     for bn in norms:
         bn.running_mean.mul_(factor)
         bn.running_var.mul_(factor ** 2)
+        bn.eps = bn.eps * factor ** 2
     return model
 
 
