@@ -126,14 +126,18 @@ def _estimate_hours(name: str, scale: str) -> float:
 
 # ------------------------------------------------------------ He et al. 2016, CIFAR-10 table
 
-def _resnet_cifar_runs(s: Mapping[str, Any]) -> list[RunSpec]:
+def _cifar_net(s: Mapping[str, Any], depth: int, skip: str) -> Callable[[], nn.Module]:
+    """A builder of the chapters' CIFAR net (plain twin with ``skip="none"``) for ``s``."""
     shape, classes, _, _ = DATASETS[s["dataset"]]
+    return lambda: CifarNet(CifarNetConfig(depth=depth, skip=skip, widths=tuple(s["widths"]),
+                                           in_channels=shape[0], n_classes=classes))
+
+
+def _resnet_cifar_runs(s: Mapping[str, Any]) -> list[RunSpec]:
     out = []
     for depth in s["depths"]:
         for arch, skip in (("plain", "none"), ("residual", "residual")):
-            def build(depth=depth, skip=skip):
-                return CifarNet(CifarNetConfig(depth=depth, skip=skip, widths=tuple(s["widths"]),
-                                               in_channels=shape[0], n_classes=classes))
+            build = _cifar_net(s, depth, skip)
             # He et al.: the 110-layer nets warm up at lr 0.01 for about 400 iterations
             warmup = (s["warmup_steps"], 0.1) if depth >= 110 and s["warmup_steps"] else None
             out.append(RunSpec(f"{arch}-{depth}", build, steps=s["steps"], batch=s["batch"],
@@ -221,14 +225,10 @@ def _surface(s: Mapping[str, Any]) -> Callable[[nn.Module, DataSplit, int], dict
 
 
 def _landscape_runs(s: Mapping[str, Any]) -> list[RunSpec]:
-    shape, classes, _, _ = DATASETS[s["dataset"]]
     out = []
     for depth in s["depths"]:
         for arch, skip in (("plain", "none"), ("resnet", "residual")):
-            def build(depth=depth, skip=skip):
-                return CifarNet(CifarNetConfig(depth=depth, skip=skip, widths=tuple(s["widths"]),
-                                               in_channels=shape[0], n_classes=classes))
-            out.append(RunSpec(f"{arch}-{depth}", build, steps=s["steps"], batch=s["batch"],
+            out.append(RunSpec(f"{arch}-{depth}", _cifar_net(s, depth, skip), steps=s["steps"], batch=s["batch"],
                                lr=s["lr"], weight_decay=s["weight_decay"],
                                milestones=tuple(s["milestones"]),
                                record_every=s["record_every"], measure=_surface(s),
